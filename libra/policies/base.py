@@ -1,0 +1,106 @@
+"""The contract every scaling policy shares: an `Observation` in, a `Decision` out.
+
+A policy is pure: it reads no clock and does no I/O, so the live controller (which fills
+`now_s` from `time.monotonic()`) and the simulator (which fills it from SimPy's `env.now`) drive
+the very same object, and a test can drive it with a hand-written timeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A snapshot of demand and fleet state, as the controller sees it at one tick.
+
+    `arrivals_per_s` holds the request counts of the most recent whole seconds, oldest first: its
+    last element is the second that just ended. `arrivals_per_min` does the same for whole minutes.
+    """
+
+    now_s: float
+    arrivals_per_s: tuple[int, ...]
+    arrivals_per_min: tuple[int, ...]
+    vms_ready: int
+    vms_booting: int
+    vms_draining: int
+    vm_capacity_rps: float
+    serverless_in_flight: int
+    sla_s: float
+    vm_boot_s: float = 0.0
+    vm_price_per_s_usd: float = 0.0
+    serverless_cost_per_request_usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.vm_capacity_rps <= 0:
+            raise ValueError(f"vm_capacity_rps ({self.vm_capacity_rps}) must be positive")
+        for name in ("vms_ready", "vms_booting", "vms_draining", "serverless_in_flight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
+        if self.sla_s <= 0:
+            raise ValueError(f"sla_s ({self.sla_s}) must be positive")
+
+    @property
+    def vms_active(self) -> int:
+        """VMs that are or will soon be serving: ready plus booting (draining ones are leaving)."""
+        return self.vms_ready + self.vms_booting
+
+    def mean_rate_rps(self, window_s: float) -> float | None:
+        """Mean arrival rate over the last `window_s` whole seconds, or None with no samples."""
+        n = min(len(self.arrivals_per_s), max(1, round(window_s)))
+        if not self.arrivals_per_s:
+            return None
+        return sum(self.arrivals_per_s[-n:]) / n
+
+    def replace(self, **changes: object) -> Observation:
+        """A copy with some fields changed (tests build timelines this way)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a policy wants: a VM fleet size and how requests are split between VMs and serverless.
+
+    - `target_vms`: the fleet the provisioner should converge to (ready + booting).
+    - `vm_quota_rps`: at most this many requests per second go to VMs (LIBRA's quota); None = no cap.
+    - `spill_to_serverless`: a request that no ready VM can finish inside the SLA goes to serverless
+      (True) or waits in the VM queue (False, VM-only behaviour).
+    - `use_vms`: False routes everything to serverless (the serverless-only baseline).
+    - `hold`: True when the policy had nothing to decide on; the controller keeps the current fleet.
+    - `signals`: numbers worth recording in the decision stream (rates, panic flag, estimates).
+    """
+
+    target_vms: int
+    reason: str
+    vm_quota_rps: float | None = None
+    spill_to_serverless: bool = True
+    use_vms: bool = True
+    hold: bool = False
+    signals: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.target_vms < 0:
+            raise ValueError(f"target_vms ({self.target_vms}) must not be negative")
+        if self.vm_quota_rps is not None and self.vm_quota_rps < 0:
+            raise ValueError(f"vm_quota_rps ({self.vm_quota_rps}) must not be negative")
+        if not self.reason:
+            raise ValueError("a Decision needs a reason (it is logged and plotted)")
+        if not self.use_vms and self.target_vms:
+            raise ValueError(f"use_vms=False with target_vms={self.target_vms}: nothing would use them")
+
+    @classmethod
+    def hold_fleet(cls, current_vms: int, reason: str, **kwargs: object) -> Decision:
+        """Keep the fleet as it is: the answer to missing or stale data."""
+        return cls(target_vms=current_vms, reason=reason, hold=True, **kwargs)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A scaling policy: `decide` is called every controller tick with a fresh observation."""
+
+    name: ClassVar[str]
+
+    def decide(self, obs: Observation) -> Decision: ...

@@ -1,0 +1,193 @@
+"""`libra-sim`: replay a request trace through the scaling policies and compare cost and SLA."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from libra.policies import POLICIES, UnknownPolicyError
+from simulator.config import SimConfig
+from simulator.errors import TraceFormatError
+from simulator.runner import DEFAULT_POLICIES, run_policies
+from simulator.traces import FORMATS, load_trace
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _apply_override(data: dict[str, Any], assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{assignment!r} is not KEY=VALUE (e.g. vm.boot_s=90)",
+                                 param_hint="--set")
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise click.BadParameter(f"{key!r}: {part!r} is not a section", param_hint="--set")
+    node[leaf] = _parse_value(value)
+
+
+def load_config(path: Path | None, overrides: tuple[str, ...]) -> tuple[SimConfig, dict[str, Any]]:
+    """SimConfig from a TOML/JSON file plus `--set` overrides; `[policies.NAME]` holds parameters."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{path}: cannot read config: {exc}") from None
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    policy_params = data.pop("policies", {})
+    try:
+        return SimConfig.model_validate(data), policy_params
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"{where}bad config: {problems}") from None
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--trace", "traces", multiple=True, type=click.Path(path_type=Path),
+              help="trace file; repeat to concatenate Azure 2019 day files")
+@click.option("--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
+              show_default=True)
+@click.option("--function", default=None, help="Azure trace: replay one function (HashFunction)")
+@click.option("--app", default=None, help="Azure trace: replay one app (HashApp), all functions")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="multiply the rate")
+@click.option("--start-s", type=float, default=0.0, show_default=True, help="window start")
+@click.option("--end-s", type=float, default=None, help="window end (default: trace end)")
+@click.option("--spread", type=click.Choice(["poisson", "uniform"]), default="poisson",
+              show_default=True, help="how per-minute/second counts become arrivals")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
+              help=f"comma-separated, of: {', '.join(POLICIES)}")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="TOML or JSON file of SimConfig fields (see docs/simulator.md)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override one config field, e.g. --set vm.boot_s=90 --set policies.libra.rho=0.9")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
+@click.option("--csv", "as_csv", is_flag=True, help="print CSV instead of the table")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="draw demand, VMs and serverless over time per policy to this PNG")
+@click.option("--decisions", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write every controller tick of every policy to this CSV")
+@click.option("--mode", type=click.Choice(["batched", "naive"]), default="batched",
+              show_default=True, help="naive: one SimPy process per request (slow baseline)")
+@click.option("--progress/--no-progress", default=None,
+              help="progress bar (default: when stderr is a terminal)")
+@click.pass_context
+def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str | None,
+         app: str | None, scale: float, start_s: float, end_s: float | None, spread: str,
+         seed: int, policies: str, config_path: Path | None, overrides: tuple[str, ...],
+         as_json: bool, as_csv: bool, plot: Path | None, decisions: Path | None, mode: str,
+         progress: bool | None) -> None:
+    """Replay a request trace through the scaling policies and compare SLA violations and cost.
+
+    \b
+    libra-sim --trace traces/azure.csv --plot sim.png
+    libra-sim --trace AzureLLMInferenceTrace_code.csv --scale 20 --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not traces:
+        raise click.UsageError("give a trace: libra-sim --trace traces/azure.csv")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    names = [n.strip() for n in policies.split(",") if n.strip()]
+    for name in names:
+        if name not in POLICIES:
+            raise click.BadParameter(str(UnknownPolicyError(
+                f"unknown policy {name!r}; valid policies: {', '.join(POLICIES)}")),
+                param_hint="--policies")
+    cfg, params = load_config(config_path, overrides)
+    cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
+    try:
+        trace = load_trace(list(traces), fmt=fmt, function=function, app=app, scale=scale,
+                           start_s=start_s, end_s=end_s, spread=spread, seed=seed)  # type: ignore[arg-type]
+    except TraceFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    started = time.perf_counter()
+    try:
+        runs = run_policies(trace.arrivals_s, trace.duration_s, names, cfg, params=params,
+                            mode=mode, progress=show_progress)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    wall_s = time.perf_counter() - started
+    results = [r.result for r in runs]
+    meta = {"trace": trace.name, "source": trace.source, "requests": len(trace),
+            "duration_s": trace.duration_s, "scale": scale, "seed": seed, "mode": mode,
+            "wall_s": round(wall_s, 3), "config": cfg.model_dump()}
+    if as_json:
+        from simulator.report import to_json
+        click.echo(to_json(results, meta))
+    elif as_csv:
+        from simulator.report import to_csv
+        click.echo(to_csv(results), nl=False)
+    else:
+        from simulator.report import table
+        click.echo(f"trace {trace.name}: {len(trace):,} requests over {trace.duration_s:,.0f} s "
+                   f"(scale x{scale:g}); SLA {cfg.sla_s:g} s; {wall_s:.1f} s wall")
+        click.echo(table(results))
+    if plot is not None:
+        from simulator.report import plot as draw
+        draw(runs, plot, f"{trace.name} (x{scale:g}), SLA {cfg.sla_s:g} s")
+        click.echo(f"plot written to {plot}", err=True)
+    if decisions is not None:
+        from simulator.report import write_decisions
+        write_decisions(runs, decisions)
+        click.echo(f"decisions written to {decisions}", err=True)
+
+
+@main.command("fetch-trace")
+@click.argument("name")
+@click.option("--dest", type=click.Path(path_type=Path, file_okay=False), default=Path("traces/real"),
+              show_default=True)
+@click.option("--base-url", default=None, help="mirror to download from instead of the origin")
+def fetch_trace_cmd(name: str, dest: Path, base_url: str | None) -> None:
+    """Download a real public trace (needs internet): see `traces/README.md` for the list."""
+    from simulator.fetch import TRACES, FetchError, fetch_trace
+
+    if name not in TRACES:
+        raise click.BadParameter(f"unknown trace {name!r}; valid: {', '.join(TRACES)}",
+                                 param_hint="NAME")
+    try:
+        paths = fetch_trace(name, dest, base_url=base_url, progress=sys.stderr.isatty())
+    except FetchError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in paths:
+        click.echo(str(path))
+
+
+@main.command("make-trace")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("traces/azure.csv"), show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def make_trace_cmd(out: Path, seed: int) -> None:
+    """Write the synthetic Azure-2019-format sample (diurnal pattern with bursts)."""
+    from simulator.tracegen import generate_azure2019
+
+    generate_azure2019(out, seed=seed)
+    click.echo(str(out))
+
+
+if __name__ == "__main__":
+    main()

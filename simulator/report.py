@@ -1,0 +1,141 @@
+"""Turn policy results into what people read: a table, JSON, CSV, decisions.csv and a plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from simulator.results import PolicyResult
+from simulator.runner import PolicyRun
+
+_COLUMNS = (
+    ("policy", "policy", "{}"),
+    ("requests", "requests", "{:,}"),
+    ("sla_violation_pct", "SLA viol %", "{:.3f}"),
+    ("dropped", "dropped", "{:,}"),
+    ("p50_latency_s", "p50 s", "{:.3f}"),
+    ("p95_latency_s", "p95 s", "{:.3f}"),
+    ("p99_latency_s", "p99 s", "{:.3f}"),
+    ("vm_cost_usd", "VM $", "{:.2f}"),
+    ("serverless_cost_usd", "serverless $", "{:.2f}"),
+    ("total_cost_usd", "total $", "{:.2f}"),
+    ("serverless_share_pct", "serverless %", "{:.1f}"),
+    ("peak_vms", "peak VMs", "{}"),
+)
+
+
+def table(results: Sequence[PolicyResult]) -> str:
+    """A fixed-width table, one row per policy."""
+    rows = [[title for _, title, _ in _COLUMNS]]
+    for r in results:
+        d = r.as_dict()
+        rows.append([fmt.format(d[key]) for key, _, fmt in _COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(results: Sequence[PolicyResult]) -> str:
+    head = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    body = [
+        "| " + " | ".join(fmt.format(r.as_dict()[key]) for key, _, fmt in _COLUMNS) + " |"
+        for r in results
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def _clean(value: float | int | str) -> float | int | str | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def to_json(results: Sequence[PolicyResult], meta: dict[str, object]) -> str:
+    return json.dumps(
+        {"meta": meta, "results": [{k: _clean(v) for k, v in r.as_dict().items()} for r in results]},
+        indent=2,
+    )
+
+
+def to_csv(results: Sequence[PolicyResult]) -> str:
+    buf = io.StringIO()
+    fields = list(results[0].as_dict()) if results else []
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(r.as_dict())
+    return buf.getvalue()
+
+
+def write_decisions(runs: Sequence[PolicyRun], path: Path) -> None:
+    """Every controller tick of every policy, one row each: the decision stream."""
+    signal_keys = sorted({k for run in runs for row in run.sim.rec.decisions for k in row.signals})
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([
+            "policy", "t_s", "arrivals", "target_vms", "vms_ready", "vms_booting", "vms_draining",
+            "serverless_in_flight", "serverless_instances", "vm_quota_rps", "spill",
+            "policy_eval_us", *signal_keys, "reason",
+        ])
+        for run in runs:
+            evals = run.sim.policy_eval_s
+            for row, eval_s in zip(run.sim.rec.decisions, evals):
+                writer.writerow([
+                    run.result.policy, f"{row.t_s:g}", row.arrivals, row.target_vms,
+                    row.vms_ready, row.vms_booting, row.vms_draining, row.serverless_in_flight,
+                    row.serverless_instances,
+                    "" if row.vm_quota_rps is None else f"{row.vm_quota_rps:.3f}",
+                    int(row.spill), f"{eval_s * 1e6:.1f}",
+                    *(f"{row.signals[k]:.4g}" if k in row.signals else "" for k in signal_keys),
+                    row.reason,
+                ])
+
+
+def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
+    """Per policy: demand (req/s), VMs ready and booting, serverless instances in flight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(11, 2.3 * len(runs) + 0.6), sharex=True,
+                             squeeze=False)
+    for ax, run in zip(axes[:, 0], runs):
+        rows = run.sim.rec.decisions
+        t_min = np.array([r.t_s for r in rows]) / 60.0
+        demand = np.array([r.arrivals for r in rows], dtype=float) / run.sim.cfg.tick_s
+        ready = np.array([r.vms_ready for r in rows])
+        booting = np.array([r.vms_booting for r in rows])
+        sls = np.array([r.serverless_in_flight for r in rows])
+        ax.plot(t_min, demand, color="0.6", lw=0.6, label="demand (req/s)")
+        ax.set_ylabel("req/s")
+        ax2 = ax.twinx()
+        ax2.step(t_min, ready, where="post", color="tab:blue", lw=1.2, label="VMs ready")
+        ax2.step(t_min, ready + booting, where="post", color="tab:blue", lw=0.8, ls="--",
+                 label="VMs ready + booting")
+        ax2.step(t_min, sls, where="post", color="tab:orange", lw=0.8,
+                 label="serverless in flight")
+        ax2.set_ylabel("VMs / instances")
+        r = run.result
+        ax.set_title(
+            f"{r.policy}: SLA violations {r.sla_violation_pct:.2f}%, cost ${r.total_cost_usd:.2f}"
+            f" (serverless {r.serverless_share_pct:.0f}% of requests)", fontsize=9, loc="left",
+        )
+        if ax is axes[0, 0]:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = ax2.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right", ncol=4)
+    axes[-1, 0].set_xlabel("time (min)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

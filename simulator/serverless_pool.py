@@ -1,0 +1,88 @@
+"""The simulated serverless function: instances with cold starts, keep-alive, limits, GB-s billing.
+
+Each instance serves one request at a time (Lambda's model). A request reuses the most recently
+idle warm instance; with none, a new instance cold-starts, if the concurrency limit and the
+scale-up rate (a token bucket: `scale_burst` at once, `scale_rate_per_s` after) allow it,
+else the request is throttled (dropped, as Lambda answers 429). Idle instances are reaped after
+`keep_alive_s`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import numpy as np
+
+from simulator.config import ServerlessConfig
+
+
+class ServerlessPool:
+    """Instances of one function; call `dispatch` with non-decreasing arrival times."""
+
+    def __init__(self, cfg: ServerlessConfig) -> None:
+        self.cfg = cfg
+        self.busy_until: list[float] = []  # heap of busy instances' finish times
+        self.idle_since: deque[float] = deque()  # idle instances, oldest first
+        self.tokens = float(cfg.scale_burst)
+        self.tokens_at_s = 0.0
+        self.billed_s: list[float] = []
+        self.cold_starts = 0
+        self.throttled = 0
+        self.reaped = 0
+
+    def release(self, now_s: float) -> None:
+        """Move finished instances to idle and reap the ones idle past keep-alive."""
+        busy, idle = self.busy_until, self.idle_since
+        while busy and busy[0] <= now_s:
+            idle.append(heapq.heappop(busy))
+        horizon = now_s - self.cfg.keep_alive_s
+        while idle and idle[0] < horizon:
+            idle.popleft()
+            self.reaped += 1
+
+    def dispatch(self, now_s: float, service_s: float) -> float | None:
+        """Serve one request arriving at `now_s`; its latency, or None when throttled."""
+        self.release(now_s)
+        cfg = self.cfg
+        if self.idle_since:
+            self.idle_since.pop()
+            latency = cfg.invoke_overhead_s + service_s
+            self.billed_s.append(service_s)
+        else:
+            if len(self.busy_until) >= cfg.concurrency_limit or not self._take_token(now_s):
+                self.throttled += 1
+                return None
+            self.cold_starts += 1
+            latency = cfg.invoke_overhead_s + cfg.cold_start_s + service_s
+            self.billed_s.append(service_s + (cfg.cold_start_s if cfg.bill_cold_start else 0.0))
+        heapq.heappush(self.busy_until, now_s + latency)
+        return latency
+
+    def _take_token(self, now_s: float) -> bool:
+        cfg = self.cfg
+        self.tokens = min(
+            float(cfg.scale_burst), self.tokens + (now_s - self.tokens_at_s) * cfg.scale_rate_per_s
+        )
+        self.tokens_at_s = now_s
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def in_flight(self, now_s: float) -> int:
+        self.release(now_s)
+        return len(self.busy_until)
+
+    def instances(self, now_s: float) -> int:
+        self.release(now_s)
+        return len(self.busy_until) + len(self.idle_since)
+
+    def cost_usd(self) -> float:
+        """GB-s of billed duration (rounded up per invocation) plus the per-request fee."""
+        if not self.billed_s:
+            return 0.0
+        gran = self.cfg.billing_granularity_s
+        billed = np.ceil(np.asarray(self.billed_s) / gran - 1e-9) * gran
+        gb_s = float(billed.sum()) * self.cfg.memory_gb
+        return gb_s * self.cfg.price_per_gb_s_usd + len(self.billed_s) * self.cfg.price_per_request_usd

@@ -1,0 +1,104 @@
+"""The simulated VM fleet: lifecycle, a FIFO queue over every ready slot, per-second billing.
+
+All VMs are alike, so the fleet keeps one heap of `(free_at_s, vm_id)` slot entries: the earliest
+free slot of any VM serves the next request (join the shortest queue). A VM that starts draining or
+is cancelled is marked, and its entries are dropped lazily when they reach the top, which keeps the
+per-request cost at one heap operation.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from libra.lifecycle import VMState
+from simulator.config import VMConfig
+
+
+@dataclass
+class SimVM:
+    vm_id: int
+    launched_at_s: float
+    ready_at_s: float
+    state: VMState = VMState.BOOTING
+    busy_until_s: float = 0.0
+    terminated_at_s: float | None = None
+
+
+class VMFleet:
+    """VMs from launch to termination, and the slot heap requests are queued on."""
+
+    def __init__(self, cfg: VMConfig) -> None:
+        self.cfg = cfg
+        self.vms: list[SimVM] = []
+        self.slots: list[tuple[float, int]] = []
+        self.usable: list[bool] = []  # by vm_id: may its slots take new requests?
+        self.counts = {state: 0 for state in VMState}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def launch(self, now_s: float, *, ready_now: bool = False) -> SimVM:
+        """Start a VM; its slots join the heap free from the moment it will be ready."""
+        ready_at_s = now_s if ready_now else now_s + self.cfg.boot_s
+        vm = SimVM(len(self.vms), now_s, ready_at_s, busy_until_s=ready_at_s)
+        vm.state = VMState.READY if ready_now else VMState.BOOTING
+        self.vms.append(vm)
+        self.usable.append(True)
+        self.counts[vm.state] += 1
+        for _ in range(self.cfg.concurrency):
+            heapq.heappush(self.slots, (ready_at_s, vm.vm_id))
+        return vm
+
+    def mark_ready(self, vm: SimVM) -> None:
+        if vm.state is VMState.BOOTING:
+            self._move(vm, VMState.READY)
+
+    def stop_one(self, now_s: float) -> SimVM | None:
+        """Take one VM out of service: cancel the newest booting VM, else drain the newest ready one.
+
+        Returns the VM that now drains (its termination is due at `busy_until_s`), or None when a
+        booting VM was cancelled (terminated at once) or no VM was left.
+        """
+        for state in (VMState.BOOTING, VMState.READY):
+            for vm in reversed(self.vms):
+                if vm.state is state:
+                    self.usable[vm.vm_id] = False
+                    if state is VMState.BOOTING:
+                        self.terminate(vm, now_s)
+                        return None
+                    self._move(vm, VMState.DRAINING)
+                    return vm
+        return None
+
+    def terminate(self, vm: SimVM, now_s: float) -> None:
+        self.usable[vm.vm_id] = False
+        vm.terminated_at_s = now_s
+        self._move(vm, VMState.TERMINATED)
+
+    def _move(self, vm: SimVM, state: VMState) -> None:
+        self.counts[vm.state] -= 1
+        vm.state = state
+        self.counts[state] += 1
+
+    @property
+    def active(self) -> int:
+        return self.counts[VMState.READY] + self.counts[VMState.BOOTING]
+
+    # -- queueing ----------------------------------------------------------------------------------
+    def earliest_slot(self) -> tuple[float, int] | None:
+        """The earliest free slot of a usable VM, dropping stale entries on the way."""
+        slots, usable = self.slots, self.usable
+        while slots:
+            top = slots[0]
+            if usable[top[1]]:
+                return top
+            heapq.heappop(slots)
+        return None
+
+    # -- billing ------------------------------------------------------------------------------------
+    def cost_usd(self, end_s: float) -> tuple[float, float]:
+        """(cost, billed VM-seconds): per second from launch, 60 s minimum, still-running to `end_s`."""
+        billed_s = 0.0
+        for vm in self.vms:
+            stop = vm.terminated_at_s if vm.terminated_at_s is not None else end_s
+            billed_s += max(stop - vm.launched_at_s, self.cfg.min_billing_s)
+        return billed_s * self.cfg.price_per_s_usd, billed_s
