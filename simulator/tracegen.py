@@ -15,9 +15,9 @@ cost-aware policy must handle, at the load of a small GPU fleet rather than of o
 * **noise**: every count is a Poisson draw around its expected rate.
 
 With the defaults (``peak_per_min=24000``, ``trough_fraction=0.35``) the aggregate day averages
-about 270 requests/s (trough ~140/s, diurnal peak ~400/s, bursts to ~1,000-2,000/s) and the file
-is ~35 kB. Everything draws from one ``numpy.random.Generator(seed)``: the same arguments give a
-byte-identical file.
+about 280 requests/s (per-minute ~130/s at night to ~430/s in the afternoon, bursts to
+~550-1,750/s) and the file is 33 kB. Everything draws from one ``numpy.random.Generator(seed)``:
+the same arguments give a byte-identical file.
 
 Regenerate the shipped sample with ``python -m simulator.tracegen traces/azure.csv``.
 """
@@ -195,7 +195,7 @@ def _place_bursts(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m simulator.tracegen OUT.csv [--seed N] ...``: write a synthetic day."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Write a synthetic Azure Functions 2019 day.")
     parser.add_argument("path", type=Path)
     parser.add_argument("--n-functions", type=int, default=4)
     parser.add_argument("--minutes", type=int, default=MINUTES_PER_DAY)

@@ -793,9 +793,12 @@ def _parse_seconds(
             value = math.nan
         if not math.isfinite(value) or (value < 0 and not allow_negative):
             sign = "" if allow_negative else " >= 0"
+            hint = ("; date-times are read by fmt='azure-llm' from a TIMESTAMP column"
+                    if _LLM_STAMP_RE.match(cell.strip()) else "")
             raise TraceFormatError(
                 str(path), line_no,
-                f"{column} holds {_clip(cell, 40)!r}; expected a finite number of seconds{sign}",
+                f"{column} holds {_clip(cell, 40)!r}; expected a finite number of seconds"
+                f"{sign}{hint}",
             )
     raise AssertionError("unreachable: some cell failed the vectorised check")
 

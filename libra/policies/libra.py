@@ -15,8 +15,10 @@ carries little on average, so a short or low burst stays on serverless and a sus
 VMs, without a fitted constant: prices and the period decide. Routing (`quota="headroom"`) lets
 ready VMs take every request they can finish inside the SLA and spills the rest, which is the
 per-request form of LIBRA's quota and hides VM cold start the same way (booting VMs take nothing).
-With traffic and no VM at all, the policy decides at once (the cold-start branch) instead of
-waiting for the period to end.
+The break-even sizing slides its `period_s` window and re-sizes every `interval_s` (60 s), so a
+sustained rise earns VMs within a minute while a burst shorter than the window barely moves the
+average load of a new VM. With traffic and no VM at all, the policy decides at once (the
+cold-start branch) instead of waiting for the interval to end.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Libra:
     k: float = 1.0
     rho: float = 0.8
     period_s: float = 300.0
-    interval_s: float | None = None
+    interval_s: float = 60.0
     min_window_s: float = 60.0
     sizing: Literal["break-even", "ewma"] = "break-even"
     quota: Literal["headroom", "share"] = "headroom"
@@ -80,13 +82,16 @@ class Libra:
         if self._mean is None:
             return Decision.hold_fleet(obs.vms_active, "no samples yet", vm_quota_rps=0.0)
         cold = obs.vms_active == 0 and self._target == 0 and self._mean > 0
-        interval_s = self.period_s if self.interval_s is None else self.interval_s
+        # the paper re-sizes once a period; the break-even sizing slides its window every interval
+        interval_s = self.period_s if self.sizing == "ewma" else self.interval_s
         enough = self.sizing == "ewma" or len(obs.arrivals_per_s) >= self.min_window_s
         due = enough and (
             self._last_decide_s is None or obs.now_s - self._last_decide_s >= interval_s
         )
         if due or (cold and self._size(obs) > 0):
             reason = self._resize(obs, cold_start=cold and not due)
+        elif self._last_decide_s is None:
+            return Decision.hold_fleet(obs.vms_active, "window not full yet", vm_quota_rps=0.0)
         elif self._pending_quota_rps is not None and obs.vms_booting == 0:
             self._quota_rps, self._pending_quota_rps = self._pending_quota_rps, None
             reason = "new VMs ready: quota raised"

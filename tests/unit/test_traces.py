@@ -454,6 +454,7 @@ def test_bad_azure2021_numbers(tmp_path: Path, row: str, why: str) -> None:
     ("timestamp_s\n1.0\n2.0\ninf\n", 4, "timestamp_s holds 'inf'"),
     ("1.5\n2.5,3\n", 2, "row has 2 columns; a headerless timestamps file has one number"),
     ("x,y\n1,2\n", 1, "no 'timestamp_s' or 'timestamp' column"),
+    ("timestamp\n2023-11-16 18:17:03\n", 2, "read by fmt='azure-llm' from a TIMESTAMP column"),
 ])
 def test_bad_timestamps(tmp_path: Path, text: str, line: int, why: str) -> None:
     path = write(tmp_path, "t.csv", text)
