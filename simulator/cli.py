@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
+import tomllib
 from pydantic import ValidationError
 
 from libra.policies import POLICIES, UnknownPolicyError
@@ -41,7 +41,7 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def load_config(path: Path | None, overrides: tuple[str, ...]) -> tuple[SimConfig, dict[str, Any]]:
-    """SimConfig from a TOML/JSON file plus `--set` overrides; `[policies.NAME]` holds parameters."""
+    """SimConfig from a TOML/JSON file plus `--set` overrides; `[policies.NAME]` has parameters."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -80,7 +80,8 @@ def load_config(path: Path | None, overrides: tuple[str, ...]) -> tuple[SimConfi
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="TOML or JSON file of SimConfig fields (see docs/simulator.md)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override one config field, e.g. --set vm.boot_s=90 --set policies.libra.rho=0.9")
+              help="override one config field, e.g. --set vm.boot_s=90 "
+              "--set policies.libra.period_s=600")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
 @click.option("--csv", "as_csv", is_flag=True, help="print CSV instead of the table")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -128,7 +129,8 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
     started = time.perf_counter()
     try:
         runs = run_policies(trace.arrivals_s, trace.duration_s, names, cfg, params=params,
-                            mode=mode, progress=show_progress)  # type: ignore[arg-type]
+                            mode=mode, progress=show_progress,  # type: ignore[arg-type]
+                            keep_requests=False)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     wall_s = time.perf_counter() - started
@@ -159,7 +161,8 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
 
 @main.command("fetch-trace")
 @click.argument("name")
-@click.option("--dest", type=click.Path(path_type=Path, file_okay=False), default=Path("traces/real"),
+@click.option("--dest", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("traces/real"),
               show_default=True)
 @click.option("--base-url", default=None, help="mirror to download from instead of the origin")
 def fetch_trace_cmd(name: str, dest: Path, base_url: str | None) -> None:

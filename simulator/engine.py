@@ -49,16 +49,16 @@ class Simulation:
             raise ValueError(f"unknown mode {mode!r}; valid: batched, naive")
         self.cfg, self.policy, self.mode, self.on_tick = cfg, policy, mode, on_tick
         self.duration_s = float(duration_s)
-        self.times: list[float] = np.asarray(arrivals_s, dtype=np.float64).tolist()
-        n = len(self.times)
+        self.arrivals_s = np.ascontiguousarray(arrivals_s, dtype=np.float64)
+        n = len(self.arrivals_s)
         rng = np.random.default_rng(cfg.seed)
         v, s = cfg.vm, cfg.serverless
         self.vm_service = sample_service_times(
             rng, n, v.service_time_mean_s, v.service_time_cv, v.service_time_dist
-        ).tolist()
+        )
         self.sls_service = sample_service_times(
             rng, n, s.service_time_mean_s, s.service_time_cv, s.service_time_dist
-        ).tolist()
+        )
         n_seconds = max(1, math.ceil(self.duration_s))
         secs = np.minimum(np.floor(arrivals_s).astype(np.int64), n_seconds - 1) if n else []
         self.per_second: list[int] = np.bincount(secs, minlength=n_seconds).tolist()
@@ -71,6 +71,7 @@ class Simulation:
         self._quota_second = -1
         self._quota_tokens = 0.0
         self.policy_eval_s: list[float] = []
+        self.serverless_since_tick = 0
         for _ in range(initial_vms):
             self.fleet.launch(0.0, ready_now=True)
 
@@ -97,8 +98,10 @@ class Simulation:
             self._apply(decision, now)
             self.decision = decision
             self.rec.on_decision(
-                obs, decision, self._arrivals_in_last_tick(now), self.pool.instances(now)
+                obs, decision, self._arrivals_in_last_tick(now), self.pool.instances(now),
+                self.serverless_since_tick,
             )
+            self.serverless_since_tick = 0
             if self.on_tick is not None:
                 self.on_tick(now)
             k += 1
@@ -108,24 +111,22 @@ class Simulation:
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         """Naive mode: each request is its own SimPy process, started at its arrival time."""
         env = self.env
-        for i, t in enumerate(self.times):
+        for i, t in enumerate(self.arrivals_s.tolist()):
             if t > env.now:
                 yield env.timeout(t - env.now)
             env.process(self._request(i))
 
     def _request(self, i: int) -> Generator[simpy.Event, Any, None]:
         self._dispatch_range(i, i + 1)
-        latency_s = self.rec.latency_s[i]
-        if latency_s == latency_s:  # not NaN: it was served
+        latency_s = float(self.rec.latency_s[i])
+        if not math.isnan(latency_s):  # it was served
             yield self.env.timeout(latency_s)
         self.rec.on_complete(i)
 
     # -- the per-request hot path ----------------------------------------------------------------
     def _dispatch_before(self, t_end_s: float) -> None:
-        times, lo, hi = self.times, self.next_i, self.next_i
-        n = len(times)
-        while hi < n and times[hi] < t_end_s:
-            hi += 1
+        lo = self.next_i
+        hi = int(np.searchsorted(self.arrivals_s, t_end_s, side="left"))
         if hi > lo:
             self._dispatch_range(lo, hi)
             self.rec.completed += hi - lo
@@ -133,8 +134,12 @@ class Simulation:
     def _dispatch_range(self, lo: int, hi: int) -> None:
         """Route requests lo..hi-1 (in arrival order) with the shared rule and serve them."""
         cfg, d = self.cfg, self.decision
-        times, vm_service, sls_service = self.times, self.vm_service, self.sls_service
-        latency, route = self.rec.latency_s, self.rec.route
+        # plain lists for the loop: indexing numpy scalars one by one is several times slower
+        times = self.arrivals_s[lo:hi].tolist()
+        vm_service = self.vm_service[lo:hi].tolist()
+        sls_service = self.sls_service[lo:hi].tolist()
+        latency = [math.nan] * (hi - lo)
+        route = [int(_DROP)] * (hi - lo)
         slots, usable = self.fleet.slots, self.fleet.usable
         vms = self.fleet.vms
         serve_serverless = self.pool.dispatch
@@ -144,7 +149,7 @@ class Simulation:
         timeout_s = cfg.vm.queue_timeout_s
         use_vms, spill = d.use_vms, d.spill_to_serverless
         second, tokens = self._quota_second, self._quota_tokens
-        for i in range(lo, hi):
+        for i in range(hi - lo):
             t = times[i]
             if quota is not None and int(t) != second:
                 # LIBRA's per-second quota; an unspent fraction (< 1) carries over
@@ -170,8 +175,7 @@ class Simulation:
                 end_s = t + wait_s + vm_service[i]
                 heapreplace(slots, (end_s, vm_id))
                 vm = vms[vm_id]
-                if end_s > vm.busy_until_s:
-                    vm.busy_until_s = end_s
+                vm.busy_until_s = max(vm.busy_until_s, end_s)
                 latency[i] = end_s - t
                 route[i] = 0
                 tokens -= 1.0
@@ -181,7 +185,16 @@ class Simulation:
                     latency[i] = served
                     route[i] = 1
         self._quota_second, self._quota_tokens = second, tokens
+        self.rec.record(lo, latency, route)
+        self.serverless_since_tick += route.count(int(_SERVERLESS))
+        self.pool.fold_billing()
         self.next_i = max(self.next_i, hi)
+
+    def drop_request_data(self) -> None:
+        """Free the per-request arrays (hundreds of MB on a day-long trace) after summarising."""
+        empty = np.empty(0)
+        self.arrivals_s = self.vm_service = self.sls_service = empty
+        self.rec.latency_s, self.rec.route = empty, np.empty(0, dtype=np.int8)
 
     # -- the controller's view and actions -------------------------------------------------------
     def _observe(self, now_s: float) -> Observation:

@@ -26,6 +26,7 @@ class DecisionRow:
     vms_draining: int
     serverless_in_flight: int
     serverless_instances: int
+    served_serverless: int
     vm_quota_rps: float | None
     spill: bool
     reason: str
@@ -37,19 +38,21 @@ class Recorder:
     """Per-request latency and route (by arrival index) plus one row per controller tick."""
 
     n_requests: int
-    latency_s: list[float] = field(init=False)
-    route: list[int] = field(init=False)
+    latency_s: np.ndarray = field(init=False)
+    route: np.ndarray = field(init=False)
     completed: int = 0
     decisions: list[DecisionRow] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.latency_s = [float("nan")] * self.n_requests
-        self.route = [int(Route.DROP)] * self.n_requests
+        # NaN latency = not served (dropped or throttled); arrays, not lists: 24 M requests fit
+        self.latency_s = np.full(self.n_requests, np.nan)
+        self.route = np.full(self.n_requests, int(Route.DROP), dtype=np.int8)
 
-    def on_dispatch(self, i: int, route: Route, latency_s: float | None) -> None:
-        self.route[i] = int(route)
-        if latency_s is not None:
-            self.latency_s[i] = latency_s
+    def record(self, lo: int, latency_s: list[float], route: list[int]) -> None:
+        """Outcomes of the requests lo, lo+1, ... dispatched together (latency NaN: dropped)."""
+        hi = lo + len(latency_s)
+        self.latency_s[lo:hi] = latency_s
+        self.route[lo:hi] = route
 
     def on_complete(self, i: int) -> None:
         self.completed += 1
@@ -60,6 +63,7 @@ class Recorder:
         decision: Decision,
         arrivals: int,
         serverless_instances: int,
+        served_serverless: int,
     ) -> None:
         self.decisions.append(
             DecisionRow(
@@ -71,6 +75,7 @@ class Recorder:
                 vms_draining=obs.vms_draining,
                 serverless_in_flight=obs.serverless_in_flight,
                 serverless_instances=serverless_instances,
+                served_serverless=served_serverless,
                 vm_quota_rps=decision.vm_quota_rps,
                 spill=decision.spill_to_serverless,
                 reason=decision.reason,
@@ -79,4 +84,4 @@ class Recorder:
         )
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.latency_s, dtype=np.float64), np.asarray(self.route, dtype=np.int8)
+        return self.latency_s, self.route

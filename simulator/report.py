@@ -37,7 +37,8 @@ def table(results: Sequence[PolicyResult]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = []
     for j, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs]
         lines.append("  ".join(cells))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -60,7 +61,10 @@ def _clean(value: float | int | str) -> float | int | str | None:
 
 def to_json(results: Sequence[PolicyResult], meta: dict[str, object]) -> str:
     return json.dumps(
-        {"meta": meta, "results": [{k: _clean(v) for k, v in r.as_dict().items()} for r in results]},
+        {
+            "meta": meta,
+            "results": [{k: _clean(v) for k, v in r.as_dict().items()} for r in results],
+        },
         indent=2,
     )
 
@@ -82,16 +86,17 @@ def write_decisions(runs: Sequence[PolicyRun], path: Path) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([
             "policy", "t_s", "arrivals", "target_vms", "vms_ready", "vms_booting", "vms_draining",
-            "serverless_in_flight", "serverless_instances", "vm_quota_rps", "spill",
+            "serverless_in_flight", "serverless_instances", "served_serverless", "vm_quota_rps",
+            "spill",
             "policy_eval_us", *signal_keys, "reason",
         ])
         for run in runs:
             evals = run.sim.policy_eval_s
-            for row, eval_s in zip(run.sim.rec.decisions, evals):
+            for row, eval_s in zip(run.sim.rec.decisions, evals, strict=False):
                 writer.writerow([
                     run.result.policy, f"{row.t_s:g}", row.arrivals, row.target_vms,
                     row.vms_ready, row.vms_booting, row.vms_draining, row.serverless_in_flight,
-                    row.serverless_instances,
+                    row.serverless_instances, row.served_serverless,
                     "" if row.vm_quota_rps is None else f"{row.vm_quota_rps:.3f}",
                     int(row.spill), f"{eval_s * 1e6:.1f}",
                     *(f"{row.signals[k]:.4g}" if k in row.signals else "" for k in signal_keys),
@@ -100,7 +105,7 @@ def write_decisions(runs: Sequence[PolicyRun], path: Path) -> None:
 
 
 def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
-    """Per policy: demand (req/s), VMs ready and booting, serverless instances in flight."""
+    """Per policy: demand and the part served by serverless (req/s), VMs ready and booting."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,22 +114,23 @@ def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(len(runs), 1, figsize=(11, 2.3 * len(runs) + 0.6), sharex=True,
                              squeeze=False)
-    for ax, run in zip(axes[:, 0], runs):
+    for ax, run in zip(axes[:, 0], runs, strict=True):
         rows = run.sim.rec.decisions
         t_min = np.array([r.t_s for r in rows]) / 60.0
         demand = np.array([r.arrivals for r in rows], dtype=float) / run.sim.cfg.tick_s
         ready = np.array([r.vms_ready for r in rows])
         booting = np.array([r.vms_booting for r in rows])
-        sls = np.array([r.serverless_in_flight for r in rows])
+        sls = np.array([r.served_serverless for r in rows], dtype=float) / run.sim.cfg.tick_s
         ax.plot(t_min, demand, color="0.6", lw=0.6, label="demand (req/s)")
+        ax.fill_between(t_min, 0, sls, color="tab:orange", alpha=0.6, lw=0,
+                        label="served by serverless (req/s)")
         ax.set_ylabel("req/s")
         ax2 = ax.twinx()
         ax2.step(t_min, ready, where="post", color="tab:blue", lw=1.2, label="VMs ready")
         ax2.step(t_min, ready + booting, where="post", color="tab:blue", lw=0.8, ls="--",
                  label="VMs ready + booting")
-        ax2.step(t_min, sls, where="post", color="tab:orange", lw=0.8,
-                 label="serverless in flight")
-        ax2.set_ylabel("VMs / instances")
+        ax2.set_ylabel("VMs")
+        ax2.set_ylim(bottom=0)
         r = run.result
         ax.set_title(
             f"{r.policy}: SLA violations {r.sla_violation_pct:.2f}%, cost ${r.total_cost_usd:.2f}"

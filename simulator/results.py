@@ -1,4 +1,4 @@
-"""What one policy's run comes to: requests, SLA violations, latency, cost; and how it is computed."""
+"""What one policy's run comes to: requests, SLA violations, latency, cost."""
 
 from __future__ import annotations
 

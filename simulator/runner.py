@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,10 @@ def initial_fleet(policy: Policy, arrivals_s: np.ndarray, cfg: SimConfig) -> int
     return vms_for_rate(first_minute / 60.0, cfg.vm.capacity_rps)
 
 
+def _advance(bar: tqdm, tick_s: float) -> Callable[[float], None]:
+    return lambda _now_s: bar.update(tick_s)
+
+
 def run_policies(
     arrivals_s: np.ndarray,
     duration_s: float,
@@ -63,8 +67,13 @@ def run_policies(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     mode: Mode = "batched",
     progress: bool = False,
+    keep_requests: bool = True,
 ) -> list[PolicyRun]:
-    """Replay the same arrivals through each named policy and summarise each run."""
+    """Replay the same arrivals through each named policy and summarise each run.
+
+    With `keep_requests=False` each run's per-request arrays are freed once summarised (the
+    decision stream stays, for plots): a 24 h trace x 6 policies then fits in memory.
+    """
     cfg = cfg or SimConfig()
     params = params or {}
     for name in names:
@@ -72,14 +81,15 @@ def run_policies(
     runs: list[PolicyRun] = []
     for name in names:
         policy = build_policy(name, arrivals_s, cfg, params.get(name))
-        bar = tqdm(total=round(duration_s), desc=name, unit="sim-s", disable=not progress,
-                   leave=False, mininterval=0.5)
-        sim = Simulation(
-            arrivals_s, duration_s, policy, cfg,
-            initial_vms=initial_fleet(policy, arrivals_s, cfg),
-            mode=mode,
-            on_tick=(lambda _t: bar.update(cfg.tick_s)) if progress else None,
-        ).run()
-        bar.close()
+        with tqdm(total=round(duration_s), desc=name, unit="sim-s", disable=not progress,
+                  leave=False, mininterval=0.5) as bar:
+            sim = Simulation(
+                arrivals_s, duration_s, policy, cfg,
+                initial_vms=initial_fleet(policy, arrivals_s, cfg),
+                mode=mode,
+                on_tick=_advance(bar, cfg.tick_s) if progress else None,
+            ).run()
         runs.append(PolicyRun(summarise(name, sim), sim))
+        if not keep_requests:
+            sim.drop_request_data()
     return runs

@@ -26,7 +26,9 @@ class ServerlessPool:
         self.idle_since: deque[float] = deque()  # idle instances, oldest first
         self.tokens = float(cfg.scale_burst)
         self.tokens_at_s = 0.0
-        self.billed_s: list[float] = []
+        self.billed_s: list[float] = []  # durations not yet folded into the totals below
+        self.billed_total_s = 0.0
+        self.invocations = 0
         self.cold_starts = 0
         self.throttled = 0
         self.reaped = 0
@@ -78,11 +80,18 @@ class ServerlessPool:
         self.release(now_s)
         return len(self.busy_until) + len(self.idle_since)
 
+    def fold_billing(self) -> None:
+        """Round each pending duration up to the billing granularity and add it to the totals."""
+        if self.billed_s:
+            gran = self.cfg.billing_granularity_s
+            ticks = np.ceil(np.asarray(self.billed_s) / gran - 1e-9)
+            self.billed_total_s += float(ticks.sum()) * gran
+            self.invocations += len(self.billed_s)
+            self.billed_s.clear()
+
     def cost_usd(self) -> float:
         """GB-s of billed duration (rounded up per invocation) plus the per-request fee."""
-        if not self.billed_s:
-            return 0.0
-        gran = self.cfg.billing_granularity_s
-        billed = np.ceil(np.asarray(self.billed_s) / gran - 1e-9) * gran
-        gb_s = float(billed.sum()) * self.cfg.memory_gb
-        return gb_s * self.cfg.price_per_gb_s_usd + len(self.billed_s) * self.cfg.price_per_request_usd
+        self.fold_billing()
+        gb_s = self.billed_total_s * self.cfg.memory_gb
+        fees = self.invocations * self.cfg.price_per_request_usd
+        return gb_s * self.cfg.price_per_gb_s_usd + fees

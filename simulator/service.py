@@ -1,4 +1,4 @@
-"""Per-request service times, drawn up front from one seeded generator (vectorised, reproducible)."""
+"""Per-request service times, drawn up front from one seeded generator (vectorised)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,6 @@ def sample_service_times(
     if dist == "lognormal":
         sigma2 = math.log1p(cv * cv)
         return rng.lognormal(math.log(mean_s) - sigma2 / 2.0, math.sqrt(sigma2), n)
-    raise ValueError(f"unknown service_time_dist {dist!r}; valid: lognormal, exponential, deterministic")
+    raise ValueError(
+        f"unknown service_time_dist {dist!r}; valid: lognormal, exponential, deterministic"
+    )

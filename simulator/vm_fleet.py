@@ -33,7 +33,7 @@ class VMFleet:
         self.vms: list[SimVM] = []
         self.slots: list[tuple[float, int]] = []
         self.usable: list[bool] = []  # by vm_id: may its slots take new requests?
-        self.counts = {state: 0 for state in VMState}
+        self.counts = dict.fromkeys(VMState, 0)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def launch(self, now_s: float, *, ready_now: bool = False) -> SimVM:
@@ -53,7 +53,7 @@ class VMFleet:
             self._move(vm, VMState.READY)
 
     def stop_one(self, now_s: float) -> SimVM | None:
-        """Take one VM out of service: cancel the newest booting VM, else drain the newest ready one.
+        """Take one VM out of service: cancel the newest booting VM, else drain the newest ready.
 
         Returns the VM that now drains (its termination is due at `busy_until_s`), or None when a
         booting VM was cancelled (terminated at once) or no VM was left.
@@ -94,9 +94,9 @@ class VMFleet:
             heapq.heappop(slots)
         return None
 
-    # -- billing ------------------------------------------------------------------------------------
+    # -- billing ---------------------------------------------------------------------------
     def cost_usd(self, end_s: float) -> tuple[float, float]:
-        """(cost, billed VM-seconds): per second from launch, 60 s minimum, still-running to `end_s`."""
+        """(cost, billed VM-s): per second from launch, 60 s minimum, running ones to end_s."""
         billed_s = 0.0
         for vm in self.vms:
             stop = vm.terminated_at_s if vm.terminated_at_s is not None else end_s

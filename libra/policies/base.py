@@ -65,7 +65,8 @@ class Decision:
     """What a policy wants: a VM fleet size and how requests are split between VMs and serverless.
 
     - `target_vms`: the fleet the provisioner should converge to (ready + booting).
-    - `vm_quota_rps`: at most this many requests per second go to VMs (LIBRA's quota); None = no cap.
+    - `vm_quota_rps`: at most this many requests per second go to VMs (LIBRA's quota);
+      None = no cap.
     - `spill_to_serverless`: a request that no ready VM can finish inside the SLA goes to serverless
       (True) or waits in the VM queue (False, VM-only behaviour).
     - `use_vms`: False routes everything to serverless (the serverless-only baseline).
@@ -89,7 +90,9 @@ class Decision:
         if not self.reason:
             raise ValueError("a Decision needs a reason (it is logged and plotted)")
         if not self.use_vms and self.target_vms:
-            raise ValueError(f"use_vms=False with target_vms={self.target_vms}: nothing would use them")
+            raise ValueError(
+                f"use_vms=False with target_vms={self.target_vms}: nothing would use them"
+            )
 
     @classmethod
     def hold_fleet(cls, current_vms: int, reason: str, **kwargs: object) -> Decision:

@@ -1,4 +1,4 @@
-"""`libra` (Raza et al., IC2E 2021, arXiv 2104.05491): VMs for the sustained load, serverless for the rest.
+"""`libra` (Raza et al., IC2E 2021): VMs for sustained load, serverless for the rest.
 
 The paper's algorithm (`sizing="ewma"`, `quota="share"`): every second the request count is folded
 into an exponentially weighted mean and mean deviation (Jacobson/Karels: the deviation is updated

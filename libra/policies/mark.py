@@ -1,4 +1,4 @@
-"""`mark` (MArk, Zhang et al., USENIX ATC 2019): predictive VM provisioning, serverless for the rest.
+"""`mark` (MArk, Zhang et al., USENIX ATC 2019): predictive VMs, serverless for the rest.
 
 Every `interval_s` (60 s) the policy takes the busiest `bin_s` (5 s) of the last interval as the
 rate to plan for, adds `headroom` (20%), and provisions VMs for it at `target_utilisation`.
@@ -44,7 +44,7 @@ class Mark:
             return Decision.hold_fleet(obs.vms_active, "no samples yet")
         window = obs.arrivals_per_s[-int(self.interval_s):]
         busiest = max(
-            sum(window[i:i + self.bin_s]) for i in range(0, max(len(window) - self.bin_s, 0) + 1)
+            sum(window[i:i + self.bin_s]) for i in range(max(len(window) - self.bin_s, 0) + 1)
         )
         forecast_rps = busiest / min(self.bin_s, len(window)) * (1.0 + self.headroom)
         raw = vms_for_rate(forecast_rps, obs.vm_capacity_rps, self.target_utilisation)

@@ -10,7 +10,7 @@ from libra.policies.base import Decision, Observation
 
 @dataclass
 class ServerlessOnly:
-    """Pay per request, nothing idle: the cost floor at low load, the cold-start ceiling at bursts."""
+    """Pay per request, nothing idle: cheapest at low load, cold starts at every burst."""
 
     name: ClassVar[str] = "serverless"
 

@@ -1,4 +1,4 @@
-"""`vm-static` (the paper's MAX): a fixed VM fleet sized for the peak, never scaled, no serverless."""
+"""`vm-static` (the paper's MAX): a fixed VM fleet sized for the peak, no serverless."""
 
 from __future__ import annotations
 
