@@ -51,7 +51,8 @@ class Simulation:
         self.duration_s = float(duration_s)
         self.arrivals_s = np.ascontiguousarray(arrivals_s, dtype=np.float64)
         n = len(self.arrivals_s)
-        rng = np.random.default_rng(cfg.seed)
+        # a stream of its own: a caller drawing arrivals from default_rng(seed) gets no correlation
+        rng = np.random.default_rng([cfg.seed, 0x5E])
         v, s = cfg.vm, cfg.serverless
         self.vm_service = sample_service_times(
             rng, n, v.service_time_mean_s, v.service_time_cv, v.service_time_dist
@@ -153,7 +154,7 @@ class Simulation:
             t = times[i]
             if quota is not None and int(t) != second:
                 # LIBRA's per-second quota; an unspent fraction (< 1) carries over
-                second, tokens = int(t), min(tokens, 1.0) + quota
+                second, tokens = int(t), min(max(tokens, 0.0), 1.0) + quota
             while slots and not usable[slots[0][1]]:
                 heappop(slots)
             if slots:
@@ -178,7 +179,8 @@ class Simulation:
                 vm.busy_until_s = max(vm.busy_until_s, end_s)
                 latency[i] = end_s - t
                 route[i] = 0
-                tokens -= 1.0
+                if quota is not None:
+                    tokens -= 1.0
             elif r is _SERVERLESS:
                 served = serve_serverless(t, sls_service[i])
                 if served is not None:

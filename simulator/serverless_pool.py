@@ -27,7 +27,7 @@ class ServerlessPool:
         self.tokens = float(cfg.scale_burst)
         self.tokens_at_s = 0.0
         self.billed_s: list[float] = []  # durations not yet folded into the totals below
-        self.billed_total_s = 0.0
+        self.billed_granules = 0  # an integer: the bill must not depend on how dispatches batch
         self.invocations = 0
         self.cold_starts = 0
         self.throttled = 0
@@ -85,13 +85,13 @@ class ServerlessPool:
         if self.billed_s:
             gran = self.cfg.billing_granularity_s
             ticks = np.ceil(np.asarray(self.billed_s) / gran - 1e-9)
-            self.billed_total_s += float(ticks.sum()) * gran
+            self.billed_granules += int(ticks.sum())
             self.invocations += len(self.billed_s)
             self.billed_s.clear()
 
     def cost_usd(self) -> float:
         """GB-s of billed duration (rounded up per invocation) plus the per-request fee."""
         self.fold_billing()
-        gb_s = self.billed_total_s * self.cfg.memory_gb
+        gb_s = self.billed_granules * self.cfg.billing_granularity_s * self.cfg.memory_gb
         fees = self.invocations * self.cfg.price_per_request_usd
         return gb_s * self.cfg.price_per_gb_s_usd + fees

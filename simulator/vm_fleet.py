@@ -33,6 +33,7 @@ class VMFleet:
         self.vms: list[SimVM] = []
         self.slots: list[tuple[float, int]] = []
         self.usable: list[bool] = []  # by vm_id: may its slots take new requests?
+        self.in_service: list[SimVM] = []  # booting or ready, oldest first
         self.counts = dict.fromkeys(VMState, 0)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -42,6 +43,7 @@ class VMFleet:
         vm = SimVM(len(self.vms), now_s, ready_at_s, busy_until_s=ready_at_s)
         vm.state = VMState.READY if ready_now else VMState.BOOTING
         self.vms.append(vm)
+        self.in_service.append(vm)
         self.usable.append(True)
         self.counts[vm.state] += 1
         for _ in range(self.cfg.concurrency):
@@ -56,17 +58,22 @@ class VMFleet:
         """Take one VM out of service: cancel the newest booting VM, else drain the newest ready.
 
         Returns the VM that now drains (its termination is due at `busy_until_s`), or None when a
-        booting VM was cancelled (terminated at once) or no VM was left.
+        booting VM was cancelled (terminated at once) or no VM was left. A booting VM that already
+        has requests queued on it (VM-only policies queue on booting VMs) drains instead, so
+        nothing accepted is lost.
         """
         for state in (VMState.BOOTING, VMState.READY):
-            for vm in reversed(self.vms):
-                if vm.state is state:
-                    self.usable[vm.vm_id] = False
-                    if state is VMState.BOOTING:
-                        self.terminate(vm, now_s)
-                        return None
-                    self._move(vm, VMState.DRAINING)
-                    return vm
+            for pos in range(len(self.in_service) - 1, -1, -1):
+                vm = self.in_service[pos]
+                if vm.state is not state:
+                    continue
+                del self.in_service[pos]
+                self.usable[vm.vm_id] = False
+                if state is VMState.BOOTING and vm.busy_until_s <= vm.ready_at_s:
+                    self.terminate(vm, now_s)
+                    return None
+                self._move(vm, VMState.DRAINING)
+                return vm
         return None
 
     def terminate(self, vm: SimVM, now_s: float) -> None:
@@ -82,17 +89,6 @@ class VMFleet:
     @property
     def active(self) -> int:
         return self.counts[VMState.READY] + self.counts[VMState.BOOTING]
-
-    # -- queueing ----------------------------------------------------------------------------------
-    def earliest_slot(self) -> tuple[float, int] | None:
-        """The earliest free slot of a usable VM, dropping stale entries on the way."""
-        slots, usable = self.slots, self.usable
-        while slots:
-            top = slots[0]
-            if usable[top[1]]:
-                return top
-            heapq.heappop(slots)
-        return None
 
     # -- billing ---------------------------------------------------------------------------
     def cost_usd(self, end_s: float) -> tuple[float, float]:
