@@ -49,17 +49,45 @@ def load_config(path: Path | None, overrides: tuple[str, ...]) -> tuple[SimConfi
             data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"{path}: cannot read config: {exc}") from None
+        if not isinstance(data, dict):
+            raise click.ClickException(f"{path}: a config must be a table of fields, not "
+                                       f"{type(data).__name__}")
     for assignment in overrides:
         _apply_override(data, assignment)
     policy_params = data.pop("policies", {})
+    where = f"{path}: " if path else ""
+    if not isinstance(policy_params, dict):
+        raise click.ClickException(f"{where}'policies' must be a table of policy names")
+    for name, params in policy_params.items():
+        if name not in POLICIES:
+            raise click.ClickException(
+                f"{where}policies.{name}: unknown policy; valid policies: {', '.join(POLICIES)}")
+        if not isinstance(params, dict):
+            raise click.ClickException(f"{where}policies.{name} must be a table of parameters")
     try:
         return SimConfig.model_validate(data), policy_params
     except ValidationError as exc:
-        where = f"{path}: " if path else ""
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
         )
         raise click.ClickException(f"{where}bad config: {problems}") from None
+
+
+def _check_output(path: Path | None, option: str, *, image: bool = False) -> None:
+    """Fail before simulating, not after, on an output path that cannot be written."""
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"cannot write {path}: folder {path.parent} does not exist",
+                                 param_hint=option)
+    if image:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        if path.suffix.lstrip(".").lower() not in kinds:
+            raise click.BadParameter(
+                f"{path}: unknown image type; use one of .{', .'.join(sorted(kinds))}",
+                param_hint=option)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,6 +139,10 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
     names = [n.strip() for n in policies.split(",") if n.strip()]
+    if not names:
+        raise click.UsageError(f"give at least one policy; valid: {', '.join(POLICIES)}")
+    _check_output(plot, "--plot", image=True)
+    _check_output(decisions, "--decisions")
     for name in names:
         if name not in POLICIES:
             raise click.BadParameter(str(UnknownPolicyError(
@@ -137,7 +169,7 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
     results = [r.result for r in runs]
     meta = {"trace": trace.name, "source": trace.source, "requests": len(trace),
             "duration_s": trace.duration_s, "scale": scale, "seed": seed, "mode": mode,
-            "wall_s": round(wall_s, 3), "config": cfg.model_dump()}
+            "wall_s": round(wall_s, 3), "config": {**cfg.model_dump(), "policies": params}}
     if as_json:
         from simulator.report import to_json
         click.echo(to_json(results, meta))
@@ -149,14 +181,17 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
         click.echo(f"trace {trace.name}: {len(trace):,} requests over {trace.duration_s:,.0f} s "
                    f"(scale x{scale:g}); SLA {cfg.sla_s:g} s; {wall_s:.1f} s wall")
         click.echo(table(results))
-    if plot is not None:
-        from simulator.report import plot as draw
-        draw(runs, plot, f"{trace.name} (x{scale:g}), SLA {cfg.sla_s:g} s")
-        click.echo(f"plot written to {plot}", err=True)
-    if decisions is not None:
-        from simulator.report import write_decisions
-        write_decisions(runs, decisions)
-        click.echo(f"decisions written to {decisions}", err=True)
+    try:
+        if plot is not None:
+            from simulator.report import plot as draw
+            draw(runs, plot, f"{trace.name} (x{scale:g}), SLA {cfg.sla_s:g} s")
+            click.echo(f"plot written to {plot}", err=True)
+        if decisions is not None:
+            from simulator.report import write_decisions
+            write_decisions(runs, decisions)
+            click.echo(f"decisions written to {decisions}", err=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write output: {exc}") from None
 
 
 @main.command("fetch-trace")
@@ -193,4 +228,4 @@ def make_trace_cmd(out: Path, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="libra-sim")

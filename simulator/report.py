@@ -130,7 +130,7 @@ def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
         ax2.step(t_min, ready + booting, where="post", color="tab:blue", lw=0.8, ls="--",
                  label="VMs ready + booting")
         ax2.set_ylabel("VMs")
-        ax2.set_ylim(bottom=0)
+        ax2.set_ylim(0, max(1.0, float((ready + booting).max(initial=0)) * 1.08))
         r = run.result
         ax.set_title(
             f"{r.policy}: SLA violations {r.sla_violation_pct:.2f}%, cost ${r.total_cost_usd:.2f}"

@@ -1,4 +1,4 @@
-"""The issue's bar for LIBRA, checked on the real Azure LLM traces at the factor docs/results.md uses.
+"""The issue's bar for LIBRA on the real Azure LLM traces, at the factor docs/results.md uses.
 
 `code` (very bursty) and `conv` (steadier), one hour each, scaled x100 so the fleet is tens of GPU
 VMs: LIBRA must have at most 15% of vm-reactive's SLA violations, cost at most 60% of vm-static,
