@@ -33,7 +33,7 @@ def policy_class(name: str) -> type[Any]:
 def make_policy(name: str, **params: Any) -> Policy:
     """A fresh policy object (policies hold hysteresis state: one object per run)."""
     try:
-        return policy_class(name)(**params)  # type: ignore[no-any-return]
+        return policy_class(name)(**params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for policy {name!r}: {exc}") from None
 
