@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import http.server
 import io
 import json
 import math
@@ -17,9 +16,7 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from simulator.cli import main
 from simulator.fetch import TRACES
 from simulator.runner import DEFAULT_POLICIES
 from simulator.traces import load_trace
+from tests.helpers import serve_folder
 
 pytestmark = pytest.mark.integration
 
@@ -516,27 +514,13 @@ def test_installed_entry_point_runs_from_any_folder(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(base_url, folder): a loopback http.server; base_url/NAME serves folder/data/NAME."""
     root = tmp_path / "served"
     (root / "data").mkdir(parents=True)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/data", root / "data"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_folder(root) as base_url:
+        yield f"{base_url}/data", root / "data"
 
 
 @pytest.mark.shared

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import shutil
 import socket
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from simulator.fetch import TRACES, FetchError, fetch_trace
 from simulator.traces import load_trace
+from tests.helpers import serve_folder
 
 pytestmark = pytest.mark.integration
 
 LLM_CODE = "AzureLLMInferenceTrace_code.csv"
 TARBALL = "azurefunctions-dataset2019.tar.xz"
 DAY_FILE = "invocations_per_function_md.anon.d01.csv"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @dataclass
@@ -42,17 +35,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     """An http.server on a free loopback port, serving tmp_path/served."""
     root = tmp_path / "served"
     root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield Server(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/data", root=root)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_folder(root) as base_url:
+        yield Server(base_url=f"{base_url}/data", root=root)
 
 
 def serve(server: Server, name: str, data: bytes) -> None:

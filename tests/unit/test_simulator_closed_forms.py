@@ -8,15 +8,14 @@ serverless bills rounded GB-s plus a fee, cold starts follow keep-alive, limits 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
 
 from libra.lifecycle import VMState
 from libra.policies import ServerlessOnly, VMStatic
-from libra.policies.base import Decision, Observation
+from libra.policies.base import Decision
 from libra.routing import Route
 from simulator.config import ServerlessConfig, SimConfig, VMConfig
 from simulator.engine import Simulation
@@ -24,6 +23,7 @@ from simulator.results import summarise
 from simulator.runner import run_policies
 from simulator.serverless_pool import ServerlessPool
 from simulator.vm_fleet import VMFleet
+from tests.helpers import Scripted
 
 pytestmark = pytest.mark.unit
 
@@ -33,19 +33,7 @@ PRICE_PER_S_USD = 0.001
 
 
 # -- helpers -----------------------------------------------------------------------------------
-@dataclass
-class Scripted:
-    """A policy that plays a timeline: from each `t_s` on, it returns that decision."""
 
-    name: ClassVar[str] = "scripted"
-    timeline: tuple[tuple[float, Decision], ...] = ()
-
-    def decide(self, obs: Observation) -> Decision:
-        current = self.timeline[0][1]
-        for t_s, decision in self.timeline:
-            if obs.now_s + 1e-9 >= t_s:
-                current = decision
-        return current
 
 
 def erlang_c_mean_wait_s(arrival_rps: float, service_mean_s: float, servers: int) -> float:

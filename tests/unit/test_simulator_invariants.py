@@ -5,8 +5,6 @@ batched engine equals the naive one, and requests are routed as the policy's dec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -14,12 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libra.lifecycle import VMState
-from libra.policies.base import Decision, Observation
+from libra.policies.base import Decision
 from libra.routing import Route
 from simulator.config import ServerlessConfig, SimConfig, VMConfig
 from simulator.engine import Simulation
 from simulator.runner import DEFAULT_POLICIES, PolicyRun, run_policies
 from simulator.serverless_pool import ServerlessPool
+from tests.helpers import Scripted
 
 pytestmark = pytest.mark.unit
 
@@ -42,19 +41,7 @@ def poisson_segments(segments: tuple[tuple[float, float, float], ...], seed: int
     return np.sort(np.concatenate(parts))
 
 
-@dataclass
-class Scripted:
-    """A policy that plays a timeline: from each `t_s` on, it returns that decision."""
 
-    name: ClassVar[str] = "scripted"
-    timeline: tuple[tuple[float, Decision], ...] = ()
-
-    def decide(self, obs: Observation) -> Decision:
-        current = self.timeline[0][1]
-        for t_s, decision in self.timeline:
-            if obs.now_s + 1e-9 >= t_s:
-                current = decision
-        return current
 
 
 def assert_well_formed(run: PolicyRun, n_arrivals: int) -> None:
