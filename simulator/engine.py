@@ -62,7 +62,9 @@ class Simulation:
         )
         n_seconds = max(1, math.ceil(self.duration_s))
         secs = np.minimum(np.floor(arrivals_s).astype(np.int64), n_seconds - 1) if n else []
-        self.per_second: list[int] = np.bincount(secs, minlength=n_seconds).tolist()
+        counts = np.bincount(secs, minlength=n_seconds)
+        self.per_second: list[int] = counts.tolist()
+        self.per_minute: list[int] = np.add.reduceat(counts, np.arange(0, n_seconds, 60)).tolist()
         self.env = simpy.Environment()
         self.fleet = VMFleet(v)
         self.pool = ServerlessPool(s)
@@ -203,9 +205,7 @@ class Simulation:
         whole = min(math.floor(now_s + 1e-9), len(self.per_second))
         per_s = self.per_second[max(0, whole - self.cfg.history_s):whole]
         minutes = whole // 60
-        per_min = tuple(
-            sum(self.per_second[m * 60:(m + 1) * 60]) for m in range(max(0, minutes - 60), minutes)
-        ) if minutes else ()
+        per_min = tuple(self.per_minute[max(0, minutes - 60):minutes])
         vm, counts = self.cfg.vm, self.fleet.counts
         return Observation(
             now_s=now_s,
