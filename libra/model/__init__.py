@@ -1,0 +1,1 @@
+"""The emotion model: labels (numpy-only) and, under the `train` extra, the torch code."""
