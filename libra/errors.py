@@ -1,4 +1,4 @@
-"""Errors a user can act on, each carrying what they need; mapped to HTTP codes in one place (API)."""
+"""Errors a user can act on, carrying what they need; mapped to HTTP codes in one place (API)."""
 
 from __future__ import annotations
 
