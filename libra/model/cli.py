@@ -1,0 +1,164 @@
+"""`libra-model`: train and evaluate the emotion model (torch, under the `train` extra).
+
+    python -m libra.model.cli train --quick --name smoke
+    python -m libra.model.cli train --name drkf-full --epochs 8
+    python -m libra.model.cli train --model late-fusion --name late-fusion
+    python -m libra.model.cli train --only audio --model late-fusion --name audio-only
+    python -m libra.model.cli eval artifacts/runs/drkf-full --split test
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from libra.model.features import MODALITY_SOURCE, SOURCE_MODALITY, SOURCES
+
+_SPLITS = ("train", "val", "test")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """One line per source, then per pseudo-paired modality subset: n, accuracy, F1s."""
+    lines = [f"{'':28} {'n':>6} {'acc':>7} {'w-F1':>7} {'m-F1':>7}"]
+
+    def row(name: str, m: dict[str, Any]) -> str:
+        return (f"{name:28} {m['n']:>6} {m['accuracy']:>7.4f} {m['weighted_f1']:>7.4f} "
+                f"{m['macro_f1']:>7.4f}")
+
+    for source, m in result["sources"].items():
+        lines.append(row(f"{source} ({SOURCE_MODALITY[source]})", m))
+    subsets = result.get("subsets") or {}
+    if subsets:
+        lines.append("label-matched pseudo-pairs (not real paired clips):")
+        lines.extend(row(f"  {name}", m) for name, m in subsets.items())
+    return "\n".join(lines)
+
+
+@click.group(name="libra-model")
+def main() -> None:
+    """Train and evaluate Libra's emotion model on the labeled data in ../shared/data."""
+
+
+@main.command()
+@click.option("--name", default=None, help="Run folder name under --out-dir [default: the model, "
+              "plus -<modality> with --only, plus -quick with --quick].")
+@click.option("--model", "model_kind", type=click.Choice(["drkf", "late-fusion"]), default="drkf",
+              show_default=True, help="DRKF, or the late-fusion baseline (same encoders, one "
+              "linear head per modality, probabilities averaged).")
+@click.option("--only", type=click.Choice(list(MODALITY_SOURCE)), default=None,
+              help="Unimodal: train on the one source carrying this modality.")
+@click.option("--source", "sources", type=click.Choice(list(SOURCES)), multiple=True,
+              help="Sources to train on (repeatable) [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=None, help="[default: 8; 1 with --quick]")
+@click.option("--batch-size", type=int, default=96, show_default=True,
+              help="Rows per batch, split equally between the sources.")
+@click.option("--steps-per-epoch", type=int, default=None,
+              help="[default: one pass over the largest training source]")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--w-unimodal", type=float, default=0.5, show_default=True)
+@click.option("--w-contrastive", type=float, default=0.1, show_default=True)
+@click.option("--w-separation", type=float, default=0.1, show_default=True)
+@click.option("--temperature", type=float, default=0.1, show_default=True,
+              help="InfoNCE temperature.")
+@click.option("--pair-fraction", type=float, default=0.25, show_default=True,
+              help="Rows joined with label-matched examples of the other sources.")
+@click.option("--no-augment", is_flag=True, help="No face flips/shifts or audio masks.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast on the CPU (faster, AVX512-BF16).")
+@click.option("--max-train-examples", type=int, default=None,
+              help="Cap per source on training examples (a fixed random subset).")
+@click.option("--max-eval-examples", type=int, default=None,
+              help="Cap per source on val/test examples.")
+@click.option("--select-metric", type=click.Choice(["weighted_f1", "macro_f1", "accuracy"]),
+              default="weighted_f1", show_default=True,
+              help="Val metric (mean over sources) that picks the epoch.")
+@click.option("--quick", is_flag=True, help="Smoke run: 300 train / 200 eval examples per "
+              "source, 1 epoch (explicit options win).")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="[default: artifacts/runs]")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="[default: $LIBRA_DATA_DIR, else ../shared/data]")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="[default: artifacts/cache]")
+@click.option("--threads", type=int, default=None, help="torch threads [default: one per core]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train(**opts: Any) -> None:
+    """Train a model; writes config.json, metrics.json and model.pt to the run folder."""
+    from libra.model.drkf import LossWeights
+    from libra.model.train import QUICK, TrainConfig
+    from libra.model.train import train as run_training
+
+    if opts["only"] and opts["sources"]:
+        raise click.UsageError("--only and --source both choose the sources; give one of them")
+    sources = ((MODALITY_SOURCE[opts["only"]],) if opts["only"]
+               else tuple(opts["sources"]) or SOURCES)
+    name = opts["name"] or "-".join(
+        [opts["model_kind"]] + ([opts["only"]] if opts["only"] else [])
+        + (["quick"] if opts["quick"] else []))
+    fields: dict[str, Any] = {
+        "name": name, "model": opts["model_kind"], "sources": sources, "seed": opts["seed"],
+        "batch_size": opts["batch_size"], "steps_per_epoch": opts["steps_per_epoch"],
+        "lr": opts["lr"], "weight_decay": opts["weight_decay"],
+        "loss_weights": LossWeights(unimodal=opts["w_unimodal"],
+                                    contrastive=opts["w_contrastive"],
+                                    separation=opts["w_separation"],
+                                    temperature=opts["temperature"]),
+        "pair_fraction": opts["pair_fraction"], "augment": not opts["no_augment"],
+        "bf16": opts["bf16"], "select_metric": opts["select_metric"],
+        "data_dir": opts["data_dir"], "cache_dir": opts["cache_dir"],
+        "threads": opts["threads"], "progress": not opts["no_progress"],
+    }
+    if opts["quick"]:
+        fields |= QUICK
+    for option, field in (("epochs", "epochs"), ("max_train_examples",
+                                                 "max_train_examples_per_source"),
+                          ("max_eval_examples", "max_eval_examples_per_source")):
+        if opts[option] is not None:
+            fields[field] = opts[option]
+    if opts["out_dir"] is not None:
+        fields["out_dir"] = opts["out_dir"]
+    try:
+        config = TrainConfig(**fields)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        run_dir = run_training(config, overwrite=opts["overwrite"])
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    click.echo(f"run: {run_dir}  (best epoch {metrics['best_epoch']}, "
+               f"{metrics['wall_s']['total']:.0f} s)")
+    click.echo("test:")
+    click.echo(format_table({"sources": metrics["test"],
+                             "subsets": metrics.get("subsets", {}).get("test")}))
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(_SPLITS), default="test", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--no-subsets", is_flag=True, help="Skip the pseudo-paired modality subsets.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
+def eval_cmd(run_dir: Path, split: str, data_dir: Path | None, cache_dir: Path | None,
+             no_subsets: bool, as_json: bool) -> None:
+    """Evaluate a trained run (its model.pt and config.json) on one split."""
+    from libra.model.evaluate import evaluate
+
+    for needed in ("config.json", "model.pt"):
+        if not (run_dir / needed).is_file():
+            raise click.ClickException(f"{run_dir} has no {needed}: is it a training run?")
+    result = evaluate(run_dir, split, data_dir=data_dir, cache_dir=cache_dir,
+                      subsets=not no_subsets, progress=not as_json)
+    click.echo(json.dumps(result, indent=2) if as_json else
+               f"{run_dir} ({split}):\n{format_table(result)}")
+
+
+if __name__ == "__main__":
+    main(prog_name="libra-model")

@@ -1,0 +1,61 @@
+"""The plain late-fusion baseline: DRKF's encoders, one linear head per modality, averaged.
+
+Each present modality's encoder vector goes through its own linear classifier; the prediction is
+the mean of the present modalities' probabilities. Nothing is shared between modalities, so it
+measures what DRKF's decoupled representations and knowledge fusion add over the same encoders.
+Trained on one source it is the unimodal model (encoder plus linear head).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from libra.model.drkf import N_CLASSES, AudioEncoder, FaceEncoder, ModelSpec, TextProjection
+from libra.model.labels import MODALITIES
+
+
+class LateFusion(nn.Module):
+    """Same inputs and `fuse` contract as `DRKF`; `logits` are log mean probabilities."""
+
+    def __init__(self, spec: ModelSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec = spec or ModelSpec()
+        self.audio = AudioEncoder(spec)
+        self.face = FaceEncoder(spec)
+        self.text = TextProjection(spec)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.d_model, N_CLASSES))
+            for _ in MODALITIES
+        )
+
+    def encode(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor,
+               text_emb: Tensor) -> Tensor:
+        return torch.stack(
+            [self.audio(audio_mel, audio_frames), self.face(faces), self.text(text_emb)], dim=1
+        )
+
+    def forward(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor, text_emb: Tensor,
+                presence: Tensor) -> dict[str, Tensor]:
+        return self.fuse(self.encode(audio_mel, audio_frames, faces, text_emb), presence)
+
+    def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
+        """Per-modality logits (B, 3, C) and the log of the present modalities' mean probability."""
+        present = presence.to(features.dtype)
+        present = torch.where(present.sum(-1, keepdim=True) > 0, present,
+                              torch.ones_like(present))  # nothing present: average all (finite)
+        unimodal = torch.stack([head(features[:, m]) for m, head in enumerate(self.heads)], dim=1)
+        probs = (torch.softmax(unimodal, -1) * present.unsqueeze(-1)).sum(1)
+        probs = probs / present.sum(-1, keepdim=True)
+        return {"logits": torch.log(probs.clamp(min=1e-12)), "unimodal_logits": unimodal,
+                "presence": present}
+
+
+def late_fusion_loss(out: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
+    """Each present modality's head trained on its own (cross-entropy averaged over them)."""
+    uni = nn.functional.cross_entropy(out["unimodal_logits"].reshape(-1, N_CLASSES),
+                                      labels.repeat_interleave(len(MODALITIES)),
+                                      reduction="none")
+    mask = out["presence"].reshape(-1)
+    loss = (uni * mask).sum() / mask.sum().clamp(min=1)
+    return {"unimodal": loss, "total": loss}
