@@ -118,7 +118,29 @@ def _mlp(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
                          nn.Linear(d_out, d_out))
 
 
-class DRKF(nn.Module):
+class ModalityModel(nn.Module):
+    """Encoders for the three modalities and a `fuse` step: what DRKF and its baselines share."""
+
+    audio: AudioEncoder
+    face: FaceEncoder
+    text: TextProjection
+
+    def encode(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor,
+               text_emb: Tensor) -> Tensor:
+        """(B, 3, d): one vector per modality (absent ones are computed and then masked)."""
+        return torch.stack(
+            [self.audio(audio_mel, audio_frames), self.face(faces), self.text(text_emb)], dim=1
+        )
+
+    def forward(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor, text_emb: Tensor,
+                presence: Tensor) -> dict[str, Tensor]:
+        return self.fuse(self.encode(audio_mel, audio_frames, faces, text_emb), presence)
+
+    def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+class DRKF(ModalityModel):
     """The recognizer. `forward` takes encoded inputs and the presence mask; see module docs."""
 
     def __init__(self, spec: ModelSpec | None = None) -> None:
@@ -141,17 +163,6 @@ class DRKF(nn.Module):
         self.classify = nn.Sequential(nn.LayerNorm(2 * d + 2 * N_CLASSES), nn.Dropout(spec.dropout),
                                       nn.Linear(2 * d + 2 * N_CLASSES, d), nn.GELU(),
                                       nn.Linear(d, N_CLASSES))
-
-    def encode(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor,
-               text_emb: Tensor) -> Tensor:
-        """(B, 3, d): one vector per modality (absent ones are computed and then masked)."""
-        return torch.stack(
-            [self.audio(audio_mel, audio_frames), self.face(faces), self.text(text_emb)], dim=1
-        )
-
-    def forward(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor, text_emb: Tensor,
-                presence: Tensor) -> dict[str, Tensor]:
-        return self.fuse(self.encode(audio_mel, audio_frames, faces, text_emb), presence)
 
     def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
         """ORL + KF over per-modality features (B, 3, d) and presence (B, 3) in {0, 1}."""

@@ -11,11 +11,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from libra.model.drkf import N_CLASSES, AudioEncoder, FaceEncoder, ModelSpec, TextProjection
+from libra.model.drkf import (
+    N_CLASSES,
+    AudioEncoder,
+    FaceEncoder,
+    ModalityModel,
+    ModelSpec,
+    TextProjection,
+)
 from libra.model.labels import MODALITIES
 
 
-class LateFusion(nn.Module):
+class LateFusion(ModalityModel):
     """Same inputs and `fuse` contract as `DRKF`; `logits` are log mean probabilities."""
 
     def __init__(self, spec: ModelSpec | None = None) -> None:
@@ -28,16 +35,6 @@ class LateFusion(nn.Module):
             nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.d_model, N_CLASSES))
             for _ in MODALITIES
         )
-
-    def encode(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor,
-               text_emb: Tensor) -> Tensor:
-        return torch.stack(
-            [self.audio(audio_mel, audio_frames), self.face(faces), self.text(text_emb)], dim=1
-        )
-
-    def forward(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor, text_emb: Tensor,
-                presence: Tensor) -> dict[str, Tensor]:
-        return self.fuse(self.encode(audio_mel, audio_frames, faces, text_emb), presence)
 
     def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
         """Per-modality logits (B, 3, C) and the log of the present modalities' mean probability."""
