@@ -66,6 +66,8 @@ def main() -> None:
 @click.option("--w-separation", type=float, default=0.1, show_default=True)
 @click.option("--temperature", type=float, default=0.1, show_default=True,
               help="InfoNCE temperature.")
+@click.option("--dropout", type=float, default=0.1, show_default=True,
+              help="Dropout in the model's heads and projections (ModelSpec.dropout).")
 @click.option("--pair-fraction", type=float, default=0.25, show_default=True,
               help="Rows joined with label-matched examples of the other sources.")
 @click.option("--no-augment", is_flag=True, help="No face flips/shifts or audio masks.")
@@ -90,7 +92,7 @@ def main() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def train(**opts: Any) -> None:
     """Train a model; writes config.json, metrics.json and model.pt to the run folder."""
-    from libra.model.drkf import LossWeights
+    from libra.model.drkf import LossWeights, ModelSpec
     from libra.model.train import QUICK, TrainConfig
     from libra.model.train import train as run_training
 
@@ -109,6 +111,7 @@ def train(**opts: Any) -> None:
                                     contrastive=opts["w_contrastive"],
                                     separation=opts["w_separation"],
                                     temperature=opts["temperature"]),
+        "spec": ModelSpec(dropout=opts["dropout"]),
         "pair_fraction": opts["pair_fraction"], "augment": not opts["no_augment"],
         "bf16": opts["bf16"], "select_metric": opts["select_metric"],
         "data_dir": opts["data_dir"], "cache_dir": opts["cache_dir"],

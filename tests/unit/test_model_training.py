@@ -185,6 +185,7 @@ def test_cli_defaults_are_the_config_defaults() -> None:
             params["temperature"]) == (weights.unimodal, weights.contrastive,
                                        weights.separation, weights.temperature)
     assert params["model_kind"] == fields["model"].default
+    assert params["dropout"] == fields["spec"].default.dropout
 
 
 @pytest.mark.parametrize("kind", ["drkf", "late-fusion"])
