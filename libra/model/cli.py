@@ -5,6 +5,9 @@
     python -m libra.model.cli train --model late-fusion --name late-fusion
     python -m libra.model.cli train --only audio --model late-fusion --name audio-only
     python -m libra.model.cli eval artifacts/runs/drkf-full --split test
+    python -m libra.model.cli export artifacts/runs/drkf-full --bundle
+    python -m libra.model.cli build
+    python -m libra.model.cli eval-onnx artifacts/onnx
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from libra.model.build import VARIANTS
 from libra.model.features import MODALITY_SOURCE, SOURCE_MODALITY, SOURCES
 
 _SPLITS = ("train", "val", "test")
@@ -161,6 +165,99 @@ def eval_cmd(run_dir: Path, split: str, data_dir: Path | None, cache_dir: Path |
                       subsets=not no_subsets, progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else
                f"{run_dir} ({split}):\n{format_table(result)}")
+
+
+@main.command(name="export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[default: artifacts/onnx]")
+@click.option("--variant", "variants", type=click.Choice(VARIANTS), multiple=True,
+              help="Variants to write (repeatable) [default: all four].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Training data for the INT4 calibration [default: ../shared/data].")
+@click.option("--bundle", is_flag=True, help="Also write the run's weights and calibration "
+              "statistics to libra/model/weights/ (what `build` uses).")
+def export_cmd(run_dir: Path, out_dir: Path | None, variants: tuple[str, ...],
+               data_dir: Path | None, bundle: bool) -> None:
+    """Export a training run to ONNX (FP32, FP16, INT8, QUIK-style INT4) with a manifest."""
+    from libra.model.build import DEFAULT_OUT, export_run
+
+    if not (run_dir / "model.pt").is_file():
+        raise click.ClickException(f"{run_dir} has no model.pt: is it a training run?")
+    manifest = export_run(run_dir, out_dir or DEFAULT_OUT, data_dir=data_dir,
+                          variants=variants or VARIANTS, bundle=bundle, log=click.echo)
+    click.echo(format_manifest(manifest))
+
+
+@main.command(name="build")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[default: artifacts/onnx]")
+@click.option("--variant", "variants", type=click.Choice(VARIANTS), multiple=True,
+              help="Variants to write (repeatable) [default: all four].")
+@click.option("--bundle-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="[default: libra/model/weights, the bundle in the repo]")
+def build_cmd(out_dir: Path | None, variants: tuple[str, ...], bundle_dir: Path | None) -> None:
+    """Build the ONNX variants from the weights bundled in the repo (no data, no training)."""
+    from libra.model.build import BUNDLE_DIR, DEFAULT_OUT, build
+
+    try:
+        manifest = build(out_dir or DEFAULT_OUT, variants=variants or VARIANTS, log=click.echo,
+                         bundle_dir=bundle_dir or BUNDLE_DIR)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_manifest(manifest))
+
+
+@main.command(name="eval-onnx")
+@click.argument("onnx_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(_SPLITS), default="test", show_default=True)
+@click.option("--variant", "variants", type=click.Choice(VARIANTS), multiple=True,
+              help="Variants to evaluate (repeatable) [default: those in the folder].")
+@click.option("--limit", type=int, default=None, help="Examples per source (a fixed subset).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def eval_onnx_cmd(onnx_dir: Path, split: str, variants: tuple[str, ...], limit: int | None,
+                  data_dir: Path | None, as_json: bool) -> None:
+    """Evaluate ONNX variants through the serving preprocessing; deltas against FP32."""
+    from libra.model.onnx_eval import evaluate_onnx
+    from libra.recognizer import Recognizer
+
+    names = variants or tuple(v for v in VARIANTS if (onnx_dir / f"{v}.onnx").is_file())
+    if not names:
+        raise click.ClickException(f"{onnx_dir} holds no variant ({', '.join(VARIANTS)}.onnx)")
+    recognizers = {}
+    for name in names:
+        try:
+            recognizers[name] = Recognizer(onnx_dir / f"{name}.onnx")
+        except Exception as exc:  # onnxruntime raises its own types for kernels it lacks
+            raise click.ClickException(f"{name}: {exc}") from None
+    result = evaluate_onnx(recognizers, split, root=data_dir, limit=limit,
+                           progress=not as_json)
+    click.echo(json.dumps(result, indent=2) if as_json else format_variants(result))
+
+
+def format_manifest(manifest: dict[str, Any]) -> str:
+    lines = [f"model {manifest['model_version']} ({manifest['source']})"]
+    lines += [f"  {name:5} {v['bytes'] / 1e6:8.1f} MB  sha256 {v['sha256'][:12]}"
+              for name, v in manifest["variants"].items()]
+    return "\n".join(lines)
+
+
+def format_variants(result: dict[str, Any]) -> str:
+    """One row per variant and source: accuracy, weighted F1 and their change from FP32."""
+    lines = [f"{'variant':8} {'source':16} {'n':>6} {'acc':>7} {'w-F1':>7} {'d-acc':>7} "
+             f"{'d-wF1':>7}"]
+    base = result.get("fp32")
+    for name, sources in result.items():
+        for source, m in sources.items():
+            ref = base[source] if base else None
+            d_acc = f"{100 * (m['accuracy'] - ref['accuracy']):+7.2f}" if ref else f"{'':>7}"
+            d_f1 = (f"{100 * (m['weighted_f1'] - ref['weighted_f1']):+7.2f}" if ref
+                    else f"{'':>7}")
+            lines.append(f"{name:8} {source + ' (' + m['modality'] + ')':16} {m['n']:>6} "
+                         f"{m['accuracy']:>7.4f} {m['weighted_f1']:>7.4f} {d_acc} {d_f1}")
+    lines.append("d-acc, d-wF1: change from fp32 in percentage points")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_metrics_match_a_hand_computed_case() -> None:
 
 def test_numpy_f1_agrees_with_sklearn() -> None:
     pytest.importorskip("sklearn", reason="the comparison needs scikit-learn")
-    from libra.model.evaluate import _f1_numpy
+    from libra.model.metrics import _f1_numpy
 
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 7, 300), rng.integers(0, 6, 300)
