@@ -229,3 +229,51 @@ def test_a_bundle_written_from_a_run_builds(tmp_path: Path) -> None:
     assert manifest["source"] == "bundle of run run"
     assert not (tmp_path / "out" / "fp32.onnx").exists()  # only what was asked for is left
     assert Recognizer(tmp_path / "out" / "int8.onnx").info.precision == "int8"
+
+
+# ------------------------------------------------------- train/serve parity on real data (shared)
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data"
+    if not (path / "meld").is_dir():
+        pytest.skip(f"needs the labeled data in {path} (see SOURCES.md there)")
+    return path
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("source", "limit"), [("meld", 48), ("ravdess", 12), ("fer", 64)])
+def test_training_features_and_serving_inputs_are_the_same(
+        data_dir: Path, tmp_path: Path, built: tuple[Path, dict], source: str, limit: int) -> None:
+    """The training cache and the serving path make the same model inputs from the same data,
+    and the exported graph on serving inputs answers as the torch model on training inputs."""
+    from libra.model.batches import make_batch, run_batch
+    from libra.model.features import load_features
+    from libra.model.onnx_eval import source_rows
+
+    train = load_features(source, "test", limit=limit, root=data_dir, cache_dir=tmp_path,
+                          progress=False)
+    rows, labels = source_rows(source, "test", root=data_dir, limit=limit)
+    np.testing.assert_array_equal(labels, train.labels)
+    if source == "meld":
+        ids = np.stack([r.text[0] for r in rows])
+        mask = np.stack([r.text[1] for r in rows])
+        served = MiniLMEncoder().embed(ids, mask)
+        np.testing.assert_allclose(served, train.arrays["text_emb"], atol=1e-5)
+    elif source == "ravdess":
+        served = np.stack([r.audio.log_mel for r in rows])
+        np.testing.assert_allclose(served.astype(np.float16), train.arrays["audio_mel"])
+        np.testing.assert_array_equal([r.audio.valid_frames for r in rows],
+                                      train.arrays["audio_frames"])
+    else:
+        np.testing.assert_array_equal(np.stack([r.video.faces for r in rows]),
+                                      train.arrays["faces"])
+    model, _ = load_checkpoint(BUNDLE_DIR / "model.pt")
+    index = np.arange(len(train))
+    with torch.no_grad():
+        batch = make_batch([(train, index, index)], train.labels)
+        want = torch.softmax(run_batch(model, batch)["logits"], -1).numpy()
+    got = Recognizer(built[0] / "fp32.onnx").predict(rows)
+    # audio is cached as float16 for training: that rounding is the only difference allowed
+    np.testing.assert_allclose(got, want, atol=2e-3 if source == "ravdess" else 1e-4)
