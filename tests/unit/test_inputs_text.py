@@ -80,6 +80,14 @@ def test_tokenizer_is_found_in_the_package_without_importing_it() -> None:
     assert imported == "False False"
 
 
+def test_the_shipped_tokenizer_is_the_packages_byte_for_byte() -> None:
+    """libra/model/assets/tokenizer.json lets serving run without the torch-pulling package."""
+    package_copy, note = text_module._package_tokenizer()
+    if package_copy is None:
+        pytest.skip(f"cannot compare: {note}")
+    assert text_module.ASSET_TOKENIZER.read_bytes() == package_copy.read_bytes()
+
+
 def test_env_variable_wins_and_a_wrong_one_is_an_error_naming_every_place(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
