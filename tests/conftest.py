@@ -26,3 +26,24 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_traces(shared_dir: Path) -> Path:
     return shared_dir / "traces"
+
+
+@pytest.fixture(scope="session")
+def built_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`libra-model build` of the bundled weights into a temporary folder, once per session:
+    the real model every serving test runs (needs the `train` extra for the export)."""
+    import json
+
+    pytest.importorskip("torch", reason="building the ONNX files needs the `train` extra")
+    pytest.importorskip("onnxscript", reason="building the ONNX files needs the `train` extra")
+    from click.testing import CliRunner
+
+    from libra.model.build import BUNDLE_DIR
+    from libra.model.cli import main
+
+    if not (BUNDLE_DIR / "model.pt").is_file():
+        pytest.skip(f"no bundled weights in {BUNDLE_DIR}")
+    out = tmp_path_factory.mktemp("onnx")
+    result = CliRunner().invoke(main, ["build", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "manifest.json").read_text())

@@ -7,7 +7,6 @@ the same answer alone or in any mixed batch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,9 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """`libra-model build` into a temporary folder, from the bundle in the repo."""
-    if not (BUNDLE_DIR / "model.pt").is_file():
-        pytest.skip(f"no bundled weights in {BUNDLE_DIR}")
-    out = tmp_path_factory.mktemp("onnx")
-    result = CliRunner().invoke(main, ["build", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out, json.loads((out / "manifest.json").read_text())
+def built(built_models: tuple[Path, dict]) -> tuple[Path, dict]:
+    """`libra-model build` into a temporary folder, from the bundle in the repo (conftest)."""
+    return built_models
 
 
 def random_feeds(batch: int, mel: int, faces: int, tokens: int, seed: int = 0

@@ -1,0 +1,282 @@
+"""The VM worker: an HTTP server around one ONNX Runtime session with dynamic batching.
+
+    python -m handlers.worker --model artifacts/onnx --port 8101
+
+`--model` is an ONNX file, or a `libra-model build` folder from which the worker picks FP16
+under the CUDA execution provider and `--cpu-precision` (FP32 by default) on the CPU. The worker
+answers `/readyz` only once the model is loaded and has run a warm-up batch, and on SIGTERM it
+drains: `/readyz` turns 503, new requests get 503 `draining`, requests in flight finish, then it
+exits. With `--redis-url` it registers itself and heartbeats so routers on other machines find
+it; locally the provisioner that started it tracks it.
+
+Endpoints: `POST /infer` (a `libra.payload` body; typed JSON errors `code`, `message`,
+`request_id`), `GET /healthz`, `GET /readyz`, `GET /stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from libra.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from libra.payload import PayloadError, decode_input
+from libra.recognizer import ModelInput, Recognizer
+
+READY_LINE = "LIBRA_WORKER_READY"
+"""Printed once with the port when the worker serves: `LIBRA_WORKER_READY port=8101 id=...`."""
+
+
+def resolve_model(path: Path, device: str, cpu_precision: str) -> Path:
+    """An ONNX file as given, or the right variant of a build folder for the device."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"no model at {path}: run `libra-model build` first")
+    want = "fp16" if device == "cuda" else cpu_precision
+    candidate = path / f"{want}.onnx"
+    if not candidate.is_file():
+        raise FileNotFoundError(f"{path} has no {candidate.name}: run `libra-model build`")
+    return candidate
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def error(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "request_id": request_id},
+                        status_code=status)
+
+
+class WorkerState:
+    """What the endpoints share: the session, the batcher, readiness and drain flags."""
+
+    def __init__(self, recognizer: Recognizer, batcher: DynamicBatcher[ModelInput, np.ndarray],
+                 worker_id: str) -> None:
+        self.recognizer = recognizer
+        self.batcher = batcher
+        self.worker_id = worker_id
+        self.ready = False
+        self.draining = False
+        self.started_s = time.monotonic()
+
+
+def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32",
+               threads: int | None = None, max_batch_size: int = 32,
+               max_batch_delay_s: float = 0.005, worker_id: str | None = None,
+               registry_url: str | None = None, advertise_url: str | None = None) -> FastAPI:
+    """The worker app; the model loads and warms up in the lifespan, before `/readyz` is 200."""
+    want_cuda = device == "cuda" or (device == "auto" and cuda_available())
+    path = resolve_model(model, "cuda" if want_cuda else "cpu", cpu_precision)
+    wid = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        recognizer = await loop.run_in_executor(None, lambda: Recognizer(
+            path, device="cuda" if want_cuda else "cpu", threads=threads))
+        batcher: DynamicBatcher[ModelInput, np.ndarray] = DynamicBatcher(
+            lambda rows: list(recognizer.predict(rows)), max_batch_size=max_batch_size,
+            max_batch_delay_s=max_batch_delay_s)
+        state = WorkerState(recognizer, batcher, wid)
+        app.state.worker = state
+        serve = asyncio.ensure_future(batcher.serve())
+        await loop.run_in_executor(None, warm_up, recognizer, max_batch_size)
+        state.ready = True
+        heartbeat = (asyncio.ensure_future(heartbeat_loop(state, registry_url, advertise_url))
+                     if registry_url and advertise_url else None)
+        try:
+            yield
+        finally:
+            state.draining = True
+            for task in (heartbeat, serve):
+                if task is not None:
+                    task.cancel()
+            if registry_url:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, deregister, registry_url, wid)
+            batcher.close()
+
+    app = FastAPI(title="Libra worker", lifespan=lifespan)
+
+    @app.post("/infer")
+    async def infer(request: Request) -> JSONResponse:
+        state: WorkerState = app.state.worker
+        received = time.perf_counter()
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error(400, "bad_json", "the body is not JSON", None)
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+        if state.draining:
+            return error(503, "draining", f"{state.worker_id} is draining", request_id)
+        if not state.ready:
+            return error(503, "not_ready", f"{state.worker_id} is still loading", request_id)
+        try:
+            row = decode_input(body.get("inputs") if isinstance(body, dict) else None)
+        except PayloadError as exc:
+            return error(400, "bad_payload", str(exc), request_id)
+        timeout_s = float(body.get("timeout_s", 30.0))
+        try:
+            probs = await state.batcher.submit(row, timeout_s=timeout_s)
+        except BatchTimeoutError as exc:
+            return error(504, "queue_timeout", str(exc), request_id)
+        except BatchError as exc:
+            return error(500, "model_error", str(exc), request_id)
+        info = state.recognizer.info
+        return JSONResponse({
+            "request_id": request_id, "probabilities": [float(p) for p in probs],
+            "model_version": info.version, "precision": info.precision,
+            "device": state.recognizer.device, "worker_id": state.worker_id,
+            "worker_ms": 1000 * (time.perf_counter() - received),
+        })
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "alive", "worker_id": wid}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        state: WorkerState | None = getattr(app.state, "worker", None)
+        if state is None or not state.ready or state.draining:
+            why = "draining" if state is not None and state.draining else "loading"
+            return JSONResponse({"ready": False, "why": why, "worker_id": wid}, status_code=503)
+        return JSONResponse({"ready": True, "worker_id": wid, **describe(state)})
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        state: WorkerState = app.state.worker
+        s = state.batcher.stats
+        return {"worker_id": wid, "batches": s.batches, "requests": s.requests,
+                "mean_batch_size": s.mean_batch_size, "timeouts": s.timeouts,
+                "errors": s.errors, "in_flight": state.batcher.in_flight, **describe(state)}
+
+    return app
+
+
+def describe(state: WorkerState) -> dict[str, Any]:
+    info = state.recognizer.info
+    return {"model_version": info.version, "precision": info.precision,
+            "device": state.recognizer.device, "providers": list(state.recognizer.providers),
+            "max_batch_size": state.batcher.max_batch_size}
+
+
+def warm_up(recognizer: Recognizer, max_batch_size: int) -> None:
+    """Run the shapes requests will have once, so the first real request is not the slow one."""
+    rng = np.random.default_rng(0)
+    ids = np.zeros(64, np.int64)
+    ids[:8] = [101, 2023, 2003, 1037, 3231, 6251, 1012, 102]
+    from libra.inputs.audio import AudioInput
+    from libra.inputs.video import VideoInput
+
+    mel = np.full((64, 798), -8.0, np.float32)
+    row = ModelInput(audio=AudioInput(mel, 300, 3.0),
+                     video=VideoInput(rng.random((8, 48, 48), dtype=np.float32), True, 3.0, 90),
+                     text=(ids, (ids > 0).astype(np.int64)))
+    for n in sorted({1, min(8, max_batch_size), max_batch_size}):
+        recognizer.predict([row] * n)
+
+
+async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
+                         every_s: float = 2.0) -> None:
+    """Register in the shared (Redis) registry and refresh the entry while serving."""
+    from libra.state.registry import RedisRegistry, WorkerInfo
+
+    registry = RedisRegistry(registry_url)
+    info = WorkerInfo(state.worker_id, url, describe(state)["device"], state.batcher.max_batch_size)
+    loop = asyncio.get_running_loop()
+    while not state.draining:
+        await loop.run_in_executor(None, registry.heartbeat, info)
+        await asyncio.sleep(every_s)
+
+
+def deregister(registry_url: str, worker_id: str) -> None:
+    from libra.state.registry import RedisRegistry
+
+    with contextlib.suppress(Exception):  # leaving is best effort: the entry's TTL ends it anyway
+        RedisRegistry(registry_url).remove(worker_id)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's graceful shutdown, with the worker marked draining the moment SIGTERM lands."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.libra_app = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        state = getattr(self.libra_app.state, "worker", None)
+        if state is not None:
+            state.draining = True
+        super().handle_exit(sig, frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="libra-worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("artifacts/onnx"),
+                        help="ONNX file or `libra-model build` folder [artifacts/onnx]")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    parser.add_argument("--cpu-precision", choices=["fp32", "int8", "int4"], default="fp32")
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-delay-ms", type=float, default=5.0)
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--redis-url", default=os.environ.get("LIBRA_REDIS_URL"),
+                        help="register and heartbeat here [$LIBRA_REDIS_URL]")
+    parser.add_argument("--drain-timeout-s", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    worker_id = args.worker_id or f"worker-{port}-{os.getpid()}"
+    try:
+        app = create_app(args.model, device=args.device, cpu_precision=args.cpu_precision,
+                         threads=args.threads, max_batch_size=args.max_batch_size,
+                         max_batch_delay_s=args.max_batch_delay_ms / 1000, worker_id=worker_id,
+                         registry_url=args.redis_url,
+                         advertise_url=f"http://{args.host}:{port}")
+    except FileNotFoundError as exc:
+        sys.exit(f"libra-worker: {exc}")
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=int(
+        args.drain_timeout_s), access_log=False)
+    server = DrainingServer(config, app)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        while not getattr(getattr(app.state, "worker", None), "ready", False) and not task.done():
+            await asyncio.sleep(0.01)
+        if not task.done():
+            print(f"{READY_LINE} port={port} id={worker_id}", flush=True)
+        await task
+
+    # uvicorn restores these handlers after its graceful shutdown and re-raises the signal it
+    # caught: a no-op SIGTERM handler makes a completed drain exit 0 rather than die by signal
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Which workers exist and are alive: registration with heartbeats that expire.
+
+`MemoryRegistry` is the embedded default (the local provisioner heartbeats for the processes it
+started, after probing their `/readyz`); `RedisRegistry` is what workers on other machines write
+to and every router reads (`LIBRA_REDIS_URL`): one key per worker with a TTL, so a worker that
+dies silently disappears after `ttl_s` without anyone cleaning up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+KEY_PREFIX = "libra:worker:"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as routers see it."""
+
+    worker_id: str
+    url: str
+    device: str = "cpu"
+    max_batch_size: int = 1
+
+
+class WorkerRegistry(Protocol):
+    def heartbeat(self, info: WorkerInfo) -> None: ...
+
+    def remove(self, worker_id: str) -> None: ...
+
+    def alive(self) -> list[WorkerInfo]: ...
+
+
+class MemoryRegistry:
+    """In-process registry; entries older than `ttl_s` are not alive."""
+
+    def __init__(self, ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._seen: dict[str, tuple[WorkerInfo, float]] = {}
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        self._seen[info.worker_id] = (info, self.clock())
+
+    def remove(self, worker_id: str) -> None:
+        self._seen.pop(worker_id, None)
+
+    def alive(self) -> list[WorkerInfo]:
+        now = self.clock()
+        return sorted((info for info, at in self._seen.values() if now - at <= self.ttl_s),
+                      key=lambda i: i.worker_id)
+
+
+class RedisRegistry:
+    """One `libra:worker:<id>` key per worker, JSON, expiring after `ttl_s`."""
+
+    def __init__(self, url: str, ttl_s: float = 10.0) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.ttl_s = ttl_s
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        self.client.set(KEY_PREFIX + info.worker_id, json.dumps(asdict(info)),
+                        px=int(self.ttl_s * 1000))
+
+    def remove(self, worker_id: str) -> None:
+        self.client.delete(KEY_PREFIX + worker_id)
+
+    def alive(self) -> list[WorkerInfo]:
+        keys = sorted(self.client.scan_iter(match=KEY_PREFIX + "*", count=500))
+        values = self.client.mget(keys) if keys else []
+        return [WorkerInfo(**json.loads(v)) for v in values if v is not None]
