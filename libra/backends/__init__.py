@@ -1,0 +1,1 @@
+"""Where a request runs: VM workers over HTTP, or serverless functions (AWS Lambda or local)."""
