@@ -1,0 +1,82 @@
+"""The AWS Lambda driver against botocore's Stubber: the same boto3 calls production makes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+
+boto3 = pytest.importorskip("boto3", reason="the AWS driver needs boto3 (the `aws` extra)")
+from botocore.response import StreamingBody  # noqa: E402
+from botocore.stub import Stubber  # noqa: E402
+
+from libra.backends.serverless import AwsLambdaDriver, ServerlessError  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+EVENT = {"request_id": "r1", "inputs": {"format": "libra.inputs/1"}}
+EXPECTED = {"FunctionName": "libra-infer", "InvocationType": "RequestResponse",
+            "Payload": json.dumps(EVENT).encode()}
+
+
+def body(data: dict) -> StreamingBody:
+    raw = json.dumps(data).encode()
+    return StreamingBody(io.BytesIO(raw), len(raw))
+
+
+@pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    return boto3.client("lambda", region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x")
+
+
+def driver(client, **kw) -> AwsLambdaDriver:  # type: ignore[no-untyped-def]
+    return AwsLambdaDriver("libra-infer", client=client, backoff_base_s=0.001,
+                           backoff_max_s=0.01, **kw)
+
+
+def test_throttles_are_retried_with_backoff_then_answered(client) -> None:  # type: ignore[no-untyped-def]
+    answer = {"request_id": "r1", "probabilities": [1 / 7] * 7, "cold_start": True}
+    with Stubber(client) as stub:
+        for _ in range(2):
+            stub.add_client_error("invoke", "TooManyRequestsException", "Rate exceeded", 429,
+                                  expected_params=EXPECTED)
+        stub.add_response("invoke", {"StatusCode": 200, "Payload": body(answer)}, EXPECTED)
+        d = driver(client)
+        result = asyncio.run(d.invoke(EVENT))
+        stub.assert_no_pending_responses()
+    assert result.body == answer
+    assert result.cold_start is True
+    assert d.throttles == 2
+    assert d.cold_starts == 1
+
+
+def test_throttled_past_the_attempts_is_a_typed_error(client) -> None:  # type: ignore[no-untyped-def]
+    with Stubber(client) as stub:
+        for _ in range(3):
+            stub.add_client_error("invoke", "TooManyRequestsException", "Rate exceeded", 429)
+        with pytest.raises(ServerlessError, match="throttled") as info:
+            driver(client, max_attempts=3).invoke_sync(EVENT)
+    assert info.value.code == "throttled"
+
+
+def test_a_function_error_is_not_retried(client) -> None:  # type: ignore[no-untyped-def]
+    crash = {"errorType": "MemoryError", "errorMessage": "out of memory"}
+    with Stubber(client) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
+                                     "Payload": body(crash)}, EXPECTED)
+        with pytest.raises(ServerlessError, match="MemoryError") as info:
+            driver(client).invoke_sync(EVENT)
+        stub.assert_no_pending_responses()
+    assert info.value.code == "function_error"
+
+
+def test_a_permanent_client_error_fails_at_once(client) -> None:  # type: ignore[no-untyped-def]
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke", "ResourceNotFoundException", "Function not found", 404)
+        with pytest.raises(ServerlessError, match="ResourceNotFoundException") as info:
+            driver(client).invoke_sync(EVENT)
+        stub.assert_no_pending_responses()
+    assert info.value.code == "invoke_failed"
