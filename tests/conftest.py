@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,49 @@ def built_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     result = CliRunner().invoke(main, ["build", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "manifest.json").read_text())
+
+
+class RedisServer:
+    """A real `redis-server` on a free loopback port, owned by one test (which may stop it)."""
+
+    def __init__(self, tmp: Path) -> None:
+        import shutil
+        import socket
+        import subprocess
+        import time
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("needs redis-server (apt-get install redis-server; .ci/run does)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
