@@ -1,0 +1,1 @@
+"""The live control loop: observe the rate and the fleet, ask the policy, provision."""

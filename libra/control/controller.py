@@ -1,0 +1,77 @@
+"""Every tick: build an `Observation`, call the policy the simulator uses, apply the `Decision`.
+
+The policy object is the same class `libra-sim` runs (`libra.policies`); time enters as
+`now_s` from the clock given here. The loop that calls `tick` (`libra.service`) counts a tick
+that fails in `tick_errors` and goes on: the fleet keeps its size until the next good tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from libra.backends.serverless import ServerlessDriver
+from libra.lifecycle import VMState
+from libra.policies.base import Decision, Observation, Policy
+from libra.provision.base import Provisioner
+from libra.router import Router
+from libra.state.rates import RateMonitor
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """What the policy needs to know about the platform; units in the names."""
+
+    tick_s: float = 1.0
+    sla_s: float = 1.0
+    vm_capacity_rps: float = 160.0
+    vm_boot_s: float = 120.0
+    vm_price_per_s_usd: float = 0.526 / 3600
+    serverless_cost_per_request_usd: float = 0.0000086
+
+
+class Controller:
+    """Runs one policy against the live fleet (see module docs)."""
+
+    def __init__(self, policy: Policy, monitor: RateMonitor, provisioner: Provisioner,
+                 serverless: ServerlessDriver, router: Router, config: ControlConfig, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.monitor = monitor
+        self.provisioner = provisioner
+        self.serverless = serverless
+        self.router = router
+        self.config = config
+        self.clock = clock
+        self.started_s = clock()
+        self.last_decision: Decision | None = None
+        self.last_observation: Observation | None = None
+        self.ticks = 0
+        self.tick_errors = 0
+        self.last_eval_s = 0.0
+
+    def observe(self) -> Observation:
+        self.provisioner.poll()
+        counts = self.provisioner.counts()
+        per_s, per_min = self.monitor.window()
+        c = self.config
+        return Observation(
+            now_s=self.clock() - self.started_s, arrivals_per_s=per_s, arrivals_per_min=per_min,
+            vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
+            vms_draining=counts[VMState.DRAINING], vm_capacity_rps=c.vm_capacity_rps,
+            serverless_in_flight=self.serverless.in_flight, sla_s=c.sla_s,
+            vm_boot_s=c.vm_boot_s, vm_price_per_s_usd=c.vm_price_per_s_usd,
+            serverless_cost_per_request_usd=c.serverless_cost_per_request_usd)
+
+    def tick(self) -> Decision:
+        obs = self.observe()
+        started = time.perf_counter()
+        decision = self.policy.decide(obs)
+        self.last_eval_s = time.perf_counter() - started
+        if not decision.hold:
+            self.provisioner.set_target(decision.target_vms if decision.use_vms else 0)
+        self.router.decision = decision
+        self.last_decision, self.last_observation = decision, obs
+        self.ticks += 1
+        return decision

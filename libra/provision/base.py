@@ -1,0 +1,24 @@
+"""The provisioner interface: converge the fleet to a target size, report it, list ready VMs."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from libra.lifecycle import VMState
+from libra.state.registry import WorkerInfo
+
+
+class Provisioner(Protocol):
+    name: str
+
+    def set_target(self, n: int) -> None:
+        """Start or stop workers so that ready + booting converges to `n`."""
+
+    def poll(self) -> None:
+        """Advance lifecycles (booting -> ready, draining -> terminated); called every tick."""
+
+    def counts(self) -> dict[VMState, int]: ...
+
+    def ready_workers(self) -> list[WorkerInfo]: ...
+
+    def close(self) -> None: ...
