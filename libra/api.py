@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libra.backends.serverless import ServerlessError
 from libra.errors import MediaDecodeError
@@ -43,6 +43,8 @@ STATUS_OF_CODE = {"too_large": 413, "too_long": 413, "too_large_frame": 413,
 
 class PredictJSON(BaseModel):
     """The JSON form of a request: any non-empty subset of the three."""
+
+    model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(None, description="transcript, at most 5000 characters")
     audio: str | None = Field(None, description="base64 of a WAV/FLAC/OGG/MP3/M4A file")
@@ -180,8 +182,11 @@ async def read_request(request: Request, svc: Service
             data = PredictJSON.model_validate(json.loads(body))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(422, "bad_json", f"the body is not valid JSON ({exc})") from None
-        except ValueError as exc:
-            raise ApiError(422, "bad_json", f"unexpected JSON fields: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ApiError(422, "invalid_field", f"{problems} (send text, audio, video)"
+                           ) from None
         return data.text, b64("audio", data.audio), b64("video", data.video)
     if ctype == "multipart/form-data":
         await read_body(request, limit)  # enforce the limit before parsing

@@ -15,25 +15,14 @@ from libra.inputs.text import TextTokenizer
 from libra.payload import decode_input, encode_input
 from libra.provision.worker_process import WorkerProcess, WorkerStartError
 from libra.recognizer import ModelInput, Recognizer
+from tests.helpers import encode_wav
 
 pytestmark = pytest.mark.integration
 
 
-def wav_bytes(seconds: float = 1.5, rate_hz: int = 16000) -> bytes:
-    import io
-
-    import soundfile as sf
-
-    t = np.arange(int(seconds * rate_hz)) / rate_hz
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    buf = io.BytesIO()
-    sf.write(buf, wave.astype(np.float32), rate_hz, format="WAV")
-    return buf.getvalue()
-
-
 def request_row(text: str = "I can't believe you did that!") -> ModelInput:
     ids, mask = TextTokenizer.from_file().encode([text])
-    return ModelInput(audio=audio_features(wav_bytes()), text=(ids[0], mask[0]))
+    return ModelInput(audio=audio_features(encode_wav()), text=(ids[0], mask[0]))
 
 
 @pytest.fixture(scope="module")

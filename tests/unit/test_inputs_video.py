@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import wave
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -30,60 +28,12 @@ from libra.inputs.video import (
     locate_faces,
     video_features,
 )
+from tests.helpers import encode_video as encode
 
 pytestmark = pytest.mark.unit
 
 CODECS = [("libx264", "mp4"), ("mpeg4", "mp4"), ("libvpx", "webm"), ("libvpx-vp9", "webm")]
 BRIGHTNESS_STEP = 10  # frame i is painted 10 * i: up to 25 frames, told apart after lossy coding
-
-def _has_encoder(codec: str) -> bool:
-    try:
-        av.codec.Codec(codec, "w")
-    except (av.error.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
-        return False
-    return True
-
-
-def encode(
-    frames: np.ndarray,
-    codec: str = "libx264",
-    fmt: str = "mp4",
-    fps: int = 10,
-    *,
-    pts: list[int] | None = None,
-    rotation: int | None = None,
-    path: Path | None = None,
-    options: dict[str, str] | None = None,
-) -> bytes:
-    """Encode (n, H, W) grayscale or (n, H, W, 3) RGB uint8 frames into a real video file.
-
-    `pts` gives each frame's time in units of 1/fps (variable frame rate); `path` writes to disk
-    (the MP4 muxer needs a seekable file to move its index to the front with "faststart").
-    """
-    if not _has_encoder(codec):
-        pytest.skip(f"this PyAV wheel has no {codec} encoder")
-    n, height, width = frames.shape[:3]
-    target: io.BytesIO | str = str(path) if path is not None else io.BytesIO()
-    with av.open(target, "w", format=fmt, options=options or {}) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i in range(n):
-            rgb = frames[i] if frames.ndim == 4 else np.repeat(frames[i][..., None], 3, axis=2)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = pts[i] if pts is not None else i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    if path is not None:
-        return path.read_bytes()
-    assert isinstance(target, io.BytesIO)
-    return target.getvalue()
-
 
 def indexed_frames(n: int, width: int = 160, height: int = 120) -> np.ndarray:
     """Frame i: background of brightness 10 * i, with a bright square moving left to right."""
