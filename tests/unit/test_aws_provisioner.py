@@ -1,0 +1,81 @@
+"""The EC2 Auto Scaling provisioner against botocore's Stubber (the production boto3 calls)."""
+
+from __future__ import annotations
+
+import pytest
+
+boto3 = pytest.importorskip("boto3", reason="the AWS provisioner needs boto3")
+from botocore.stub import Stubber  # noqa: E402
+
+from libra.lifecycle import VMState  # noqa: E402
+from libra.provision.aws import AutoScalingProvisioner  # noqa: E402
+from libra.state.registry import MemoryRegistry, WorkerInfo  # noqa: E402
+
+pytestmark = pytest.mark.unit
+GROUP = "libra-workers"
+
+
+def instance(iid: str, state: str, protected: bool = False) -> dict:
+    return {"InstanceId": iid, "LifecycleState": state, "ProtectedFromScaleIn": protected,
+            "AvailabilityZone": "us-east-1a", "HealthStatus": "Healthy",
+            "LaunchConfigurationName": "lc"}
+
+
+def group(desired: int, instances: list[dict]) -> dict:
+    return {"AutoScalingGroups": [{
+        "AutoScalingGroupName": GROUP, "MinSize": 0, "MaxSize": 10, "DesiredCapacity": desired,
+        "DefaultCooldown": 300, "AvailabilityZones": ["us-east-1a"], "HealthCheckType": "EC2",
+        "CreatedTime": "2026-01-01T00:00:00Z", "Instances": instances}]}
+
+
+@pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    return boto3.client("autoscaling", region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x")
+
+
+def test_lifecycle_states_map_and_only_registered_in_service_workers_route(client) -> None:  # type: ignore[no-untyped-def]
+    registry = MemoryRegistry()
+    registry.heartbeat(WorkerInfo("i-ready", "http://10.0.0.1:8101"))
+    registry.heartbeat(WorkerInfo("i-gone", "http://10.0.0.9:8101"))
+    p = AutoScalingProvisioner(GROUP, registry=registry, client=client)
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups", group(3, [
+            instance("i-boot", "Pending"), instance("i-ready", "InService"),
+            instance("i-quiet", "InService"), instance("i-bye", "Terminating:Wait")]),
+            {"AutoScalingGroupNames": [GROUP]})
+        p.poll()
+    counts = p.counts()
+    assert (counts[VMState.BOOTING], counts[VMState.READY], counts[VMState.DRAINING]) == (1, 2, 1)
+    assert [w.worker_id for w in p.ready_workers()] == ["i-ready"]  # i-quiet has no worker yet
+
+
+def test_scale_in_protects_busy_instances_first(client) -> None:  # type: ignore[no-untyped-def]
+    p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client,
+                               busy=lambda: {"i-busy"})
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups", group(2, [
+            instance("i-busy", "InService"), instance("i-idle", "InService", protected=True)]))
+        stub.add_response("set_instance_protection", {}, {
+            "InstanceIds": ["i-busy"], "AutoScalingGroupName": GROUP,
+            "ProtectedFromScaleIn": True})
+        stub.add_response("set_instance_protection", {}, {
+            "InstanceIds": ["i-idle"], "AutoScalingGroupName": GROUP,
+            "ProtectedFromScaleIn": False})
+        stub.add_response("set_desired_capacity", {}, {
+            "AutoScalingGroupName": GROUP, "DesiredCapacity": 1, "HonorCooldown": False})
+        p.set_target(1)
+        stub.assert_no_pending_responses()
+    assert p.desired == 1
+
+
+def test_scale_out_sets_capacity_and_an_unchanged_target_calls_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client, max_vms=4)
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups", group(1, []))
+        stub.add_response("set_desired_capacity", {}, {
+            "AutoScalingGroupName": GROUP, "DesiredCapacity": 4, "HonorCooldown": False})
+        p.set_target(9)  # capped at max_vms
+        stub.add_response("describe_auto_scaling_groups", group(4, []))
+        p.set_target(4)
+        stub.assert_no_pending_responses()
