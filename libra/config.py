@@ -52,7 +52,8 @@ class Settings(BaseModel):
     asg_name: str | None = None
     aws_region: str | None = None
     # serverless
-    serverless_driver: Literal["local", "aws"] = "local"
+    serverless_driver: Literal["local", "aws", "noop"] = Field(
+        "local", description="noop answers at once (bench/router_overhead.py)")
     serverless_precision: Literal["int8", "int4"] = "int8"
     serverless_max_concurrency: PositiveInt = 4
     serverless_keep_alive_s: float = Field(60.0, ge=0)

@@ -114,6 +114,10 @@ class Service:
         s = self.settings
         if s.serverless_driver == "aws":
             return AwsLambdaDriver(s.lambda_function or "", region=s.aws_region)
+        if s.serverless_driver == "noop":
+            from libra.backends.noop import NoopDriver
+
+            return NoopDriver()
         return LocalServerlessPool(PoolConfig(
             s.model_dir / f"{s.serverless_precision}.onnx",
             max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))

@@ -1,0 +1,140 @@
+"""Router overhead: what libra-serve adds to a request, with a backend that costs nothing.
+
+Two servers on loopback, each its own process: `libra-serve` with the no-op serverless driver
+(policy `serverless`, no VMs: every request is read, tokenized, packed, routed and answered by
+`libra.backends.noop`), and a bare FastAPI/uvicorn app on the same stack that reads the body and
+answers a fixed JSON. An open-loop client (Poisson arrivals) drives each at 200 and 1000 req/s in
+alternating rounds; the overhead is libra's latency minus the bare app's at the same rate,
+p50 and p99, medians over rounds. Nothing is asserted; the figures go to docs/benchmarks.md:
+
+    python bench/router_overhead.py                  # about 2 minutes
+    python bench/router_overhead.py --rates 200 --seconds 5 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BARE_APP = '''
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+app = FastAPI()
+ANSWER = {"emotion": "neutral", "probabilities": {}, "backend": "none"}
+@app.post("/predict")
+async def predict(request: Request):
+    await request.body()
+    return JSONResponse(ANSWER)
+@app.get("/readyz")
+async def readyz():
+    return {"ready": True}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cmd: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit(f"{cmd} did not become ready")
+
+
+async def drive(url: str, rate_rps: float, seconds: float, seed: int) -> tuple[list[float], float]:
+    """Latencies (s) of an open-loop Poisson run, and the rate actually achieved."""
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum(rng.exponential(1 / rate_rps, int(rate_rps * seconds * 1.2)))
+    offsets = offsets[offsets < seconds]
+    latencies: list[float] = []
+    body = {"text": "Oh my God, you actually did it!"}
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        for _ in range(20):
+            await client.post(f"{url}/predict", json=body)  # warm connections
+        start = time.perf_counter()
+
+        async def one(at_s: float) -> None:
+            delay = at_s - (time.perf_counter() - start)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t0 = time.perf_counter()
+            r = await client.post(f"{url}/predict", json=body)
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one(float(t)) for t in offsets))
+        elapsed = time.perf_counter() - start
+    return latencies, len(latencies) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[200.0, 1000.0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "onnx")
+    args = parser.parse_args()
+    if not (args.model_dir / "manifest.json").is_file():
+        sys.exit(f"{args.model_dir} has no model: run `libra-model build` first")
+    libra_port, bare_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "bare_app.py").write_text(BARE_APP)
+        libra = start([sys.executable, "-m", "libra.serve_cli", "--port", str(libra_port),
+                       "--model-dir", str(args.model_dir), "--policy", "serverless",
+                       "--initial-vms", "0"],
+                      f"http://127.0.0.1:{libra_port}",
+                      {"LIBRA_SERVERLESS_DRIVER": "noop", "LIBRA_LOG_DIR": tmp})
+        bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
+                      "--log-level", "warning", "--app-dir", tmp],
+                     f"http://127.0.0.1:{bare_port}", {})
+        try:
+            print(f"{os.cpu_count()} cores; open-loop Poisson, {args.seconds:.0f} s per run, "
+                  f"{args.rounds} rounds (medians)")
+            print(f"{'rate':>6} {'achieved':>9} {'bare p50':>9} {'libra p50':>10} "
+                  f"{'+p50 ms':>8} {'bare p99':>9} {'libra p99':>10} {'+p99 ms':>8}")
+            for rate in args.rates:
+                rows: dict[str, list[tuple[float, float, float]]] = {"bare": [], "libra": []}
+                for r in range(args.rounds):
+                    for name, port in (("bare", bare_port), ("libra", libra_port)):
+                        lat, achieved = asyncio.run(drive(f"http://127.0.0.1:{port}", rate,
+                                                          args.seconds, seed=r))
+                        ms = np.array(lat) * 1000
+                        rows[name].append((float(np.percentile(ms, 50)),
+                                           float(np.percentile(ms, 99)), achieved))
+                med = {k: [statistics.median(x[i] for x in v) for i in range(3)]
+                       for k, v in rows.items()}
+                print(f"{rate:6.0f} {med['libra'][2]:9.0f} {med['bare'][0]:9.2f} "
+                      f"{med['libra'][0]:10.2f} {med['libra'][0] - med['bare'][0]:8.2f} "
+                      f"{med['bare'][1]:9.2f} {med['libra'][1]:10.2f} "
+                      f"{med['libra'][1] - med['bare'][1]:8.2f}")
+        finally:
+            for proc in (libra, bare):
+                proc.terminate()
+                proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
