@@ -27,6 +27,7 @@ from libra.model.checkpoint import load_checkpoint  # noqa: E402
 from libra.model.cli import main  # noqa: E402
 from libra.model.export import INPUT_NAMES, ServingGraph  # noqa: E402
 from libra.model.text_encoder import MiniLMEncoder  # noqa: E402
+from libra.payload import decode_input, encode_input  # noqa: E402
 from libra.recognizer import ModelInput, Recognizer, assemble  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -82,16 +83,16 @@ def test_the_manifest_describes_the_files_and_each_file_itself(built: tuple[Path
     assert manifest["int4"]["matmuls_without_statistics"] == 0
 
 
-@pytest.mark.parametrize(("variant", "tolerance"), [("fp16", 5e-3), ("int8", 0.08),
-                                                    ("int4", 0.12)])
-def test_lower_precisions_stay_close_to_fp32(built: tuple[Path, dict], variant: str,
-                                            tolerance: float) -> None:
+@pytest.mark.parametrize(("variant", "tolerance"), [("fp16", 1e-3), ("int8", 0.05),
+                                                    ("int4", 0.08)])
+def test_lower_precisions_stay_close_to_fp32_on_average(built: tuple[Path, dict], variant: str,
+                                                        tolerance: float) -> None:
+    """Random inputs are far from the training data (one row can flip); the mean holds."""
     out, _ = built
-    feeds = random_feeds(16, 400, 8, 40, seed=7)
+    feeds = random_feeds(32, 400, 8, 40, seed=7)
     want = Recognizer(out / "fp32.onnx").run(feeds)
     got = Recognizer(out / f"{variant}.onnx").run(feeds)
-    assert np.abs(got - want).max() < tolerance
-    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.8
+    assert np.abs(got - want).mean() < tolerance
 
 
 def test_a_row_gets_the_same_answer_alone_or_in_a_mixed_batch(built: tuple[Path, dict]) -> None:
@@ -268,6 +269,29 @@ def test_training_features_and_serving_inputs_are_the_same(
     with torch.no_grad():
         batch = make_batch([(train, index, index)], train.labels)
         want = torch.softmax(run_batch(model, batch)["logits"], -1).numpy()
-    got = Recognizer(built[0] / "fp32.onnx").predict(rows)
-    # audio is cached as float16 for training: that rounding is the only difference allowed
-    np.testing.assert_allclose(got, want, atol=2e-3 if source == "ravdess" else 1e-4)
+    # requests reach the model through the router's payload, which carries log-mels as float16,
+    # the precision of the training cache: both sides then see the same numbers
+    served_rows = [decode_input(encode_input(r)) for r in rows]
+    got = Recognizer(built[0] / "fp32.onnx").predict(served_rows)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("variant", "agree_text", "agree_other"), [
+    ("fp16", 0.99, 0.99), ("int8", 0.9, 0.98), ("int4", 0.8, 0.98)])
+def test_quantized_variants_answer_like_fp32_on_real_test_data(
+        data_dir: Path, built: tuple[Path, dict], variant: str, agree_text: float,
+        agree_other: float) -> None:
+    """Top-1 agreement with FP32 and accuracy within 3 points on fixed subsets of the test splits
+    (the full-split deltas, INT8 within 1 and INT4 within 2 points, are `libra-model eval-onnx`'s,
+    in docs/model.md)."""
+    from libra.model.onnx_eval import predict_rows, source_rows
+
+    fp32 = Recognizer(built[0] / "fp32.onnx")
+    other = Recognizer(built[0] / f"{variant}.onnx")
+    for source, limit in (("meld", 300), ("ravdess", 96), ("fer", 300)):
+        rows, labels = source_rows(source, "test", root=data_dir, limit=limit)
+        want, got = predict_rows(fp32, rows).argmax(1), predict_rows(other, rows).argmax(1)
+        agreement = (want == got).mean()
+        assert agreement >= (agree_text if source == "meld" else agree_other), source
+        assert abs((got == labels).mean() - (want == labels).mean()) <= 0.03, source
