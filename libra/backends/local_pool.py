@@ -111,6 +111,7 @@ class LocalServerlessPool:
                 for dead in [i for i in self.instances if i.proc.returncode is not None]:
                     dead.state = FunctionState.REAPED  # crashed or killed while idle
                     self.instances.remove(dead)
+                    await self._stop(dead)
                 for inst in self.instances:
                     if inst.state == FunctionState.IDLE:
                         inst.state = FunctionState.WARM
@@ -153,6 +154,7 @@ class LocalServerlessPool:
                 proc.kill()
                 assert proc.stderr is not None
                 err = await asyncio.wait_for(proc.stderr.read(), 5)
+                await proc.wait()
             lines = err.decode(errors="replace").strip().splitlines()
             raise ServerlessError("init_failed", f"instance did not start: "
                                   f"{lines[-1] if lines else 'no output'}")
@@ -223,6 +225,7 @@ class LocalServerlessPool:
 
     @staticmethod
     async def _stop(instance: Instance) -> None:
+        """End the process (EOF on stdin, then kill) and wait for it and its pipes."""
         if instance.proc.returncode is None:
             assert instance.proc.stdin is not None
             instance.proc.stdin.close()
@@ -230,7 +233,10 @@ class LocalServerlessPool:
                 await asyncio.wait_for(instance.proc.wait(), 5)
             except TimeoutError:
                 instance.proc.kill()
-                await instance.proc.wait()
+        await instance.proc.wait()
+        if instance.stderr_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(instance.stderr_task, 5)
 
     async def aclose(self) -> None:
         if self._reaper is not None:
