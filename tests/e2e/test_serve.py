@@ -161,3 +161,20 @@ def test_serverless_policy_sends_everything_to_functions_cold_then_warm(
         assert httpx.get(f"{server.url}/status").json()["fleet"]["ready"] == 0
     finally:
         server.stop()
+
+
+def test_two_routers_share_the_rate_through_redis(built_models: tuple[Path, dict],
+                                                  tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    env = {"LIBRA_REDIS_URL": redis_server.url, "LIBRA_SERVERLESS_DRIVER": "noop"}
+    a = Server(built_models[0], tmp_path, "--policy", "serverless", "--initial-vms", "0", env=env)
+    b = Server(built_models[0], tmp_path, "--policy", "serverless", "--initial-vms", "0", env=env)
+    try:
+        for _ in range(30):
+            assert httpx.post(f"{a.url}/predict", json={"text": "hey"}).status_code == 200
+        time.sleep(1.2)  # the counts are read for whole seconds that have ended
+        rate_b = httpx.get(f"{b.url}/status").json()["rate_rps_10s"]
+        assert rate_b * 10 >= 30 - 1e-9  # b saw a's 30 requests without serving any
+        assert httpx.get(f"{b.url}/status").json()["routed"]["serverless"] == 0
+    finally:
+        a.stop()
+        b.stop()
