@@ -94,3 +94,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    """The labeled emotion data in ../shared/data, read in place."""
+    path = shared_dir / "data"
+    if not (path / "meld").is_dir():
+        pytest.skip(f"needs the labeled data in {path} (see SOURCES.md there)")
+    return path

@@ -229,14 +229,6 @@ def test_a_bundle_written_from_a_run_builds(tmp_path: Path) -> None:
 # ------------------------------------------------------- train/serve parity on real data (shared)
 
 
-@pytest.fixture(scope="module")
-def data_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "data"
-    if not (path / "meld").is_dir():
-        pytest.skip(f"needs the labeled data in {path} (see SOURCES.md there)")
-    return path
-
-
 @pytest.mark.shared
 @pytest.mark.parametrize(("source", "limit"), [("meld", 48), ("ravdess", 12), ("fer", 64)])
 def test_training_features_and_serving_inputs_are_the_same(

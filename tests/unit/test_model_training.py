@@ -221,14 +221,6 @@ def test_late_fusion_averages_present_modalities_only() -> None:
 
 
 @pytest.fixture(scope="module")
-def data_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "data"
-    if not (path / "meld").is_dir():
-        pytest.skip(f"needs the labeled data in {path} (see SOURCES.md there)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("features")
 
