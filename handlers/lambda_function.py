@@ -16,17 +16,19 @@ Settings (environment): `LIBRA_MODEL_PATH` (default: `int8.onnx` beside this fil
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
 import time
-from pathlib import Path
-from typing import Any
 
-from libra.payload import PayloadError, decode_input
-from libra.recognizer import Recognizer
+_INIT_STARTED = time.perf_counter()  # INIT covers the imports below (numpy, onnxruntime) too
 
-_INIT_STARTED = time.perf_counter()
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from libra.payload import PayloadError, decode_input  # noqa: E402
+from libra.recognizer import Recognizer  # noqa: E402
+
 _DEFAULT_PATHS = (Path(__file__).resolve().parent / "int8.onnx", Path("/opt/libra/int8.onnx"))
 
 
