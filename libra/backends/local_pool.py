@@ -150,8 +150,9 @@ class LocalServerlessPool:
         text = line.decode(errors="replace")
         if not text.startswith(READY_LINE):
             err = b""
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ProcessLookupError):  # it may have exited already
                 proc.kill()
+            with contextlib.suppress(Exception):
                 assert proc.stderr is not None
                 err = await asyncio.wait_for(proc.stderr.read(), 5)
                 await proc.wait()
