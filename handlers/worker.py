@@ -35,6 +35,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from libra.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from libra.inputs.audio import AudioInput
+from libra.inputs.video import VideoInput
 from libra.payload import PayloadError, decode_input
 from libra.recognizer import ModelInput, Recognizer
 
@@ -184,9 +186,6 @@ def warm_up(recognizer: Recognizer, max_batch_size: int) -> None:
     rng = np.random.default_rng(0)
     ids = np.zeros(64, np.int64)
     ids[:8] = [101, 2023, 2003, 1037, 3231, 6251, 1012, 102]
-    from libra.inputs.audio import AudioInput
-    from libra.inputs.video import VideoInput
-
     mel = np.full((64, 798), -8.0, np.float32)
     row = ModelInput(audio=AudioInput(mel, 300, 3.0),
                      video=VideoInput(rng.random((8, 48, 48), dtype=np.float32), True, 3.0, 90),

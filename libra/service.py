@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from libra.backends.local_pool import LocalServerlessPool, PoolConfig
@@ -43,7 +43,6 @@ class CostMeter:
     serverless_usd: float = 0.0
     vm_launches: int = 0
     _last_s: float | None = None
-    _billed_vms: dict[int, float] = field(default_factory=dict)
 
     def on_tick(self, now_s: float, vms_billed: int) -> None:
         if self._last_s is not None:
@@ -102,13 +101,17 @@ class Service:
 
             return AutoScalingProvisioner(
                 s.asg_name or "", registry=self.registry, region=s.aws_region, max_vms=s.max_vms,
-                busy=lambda: {w for w, n in self.router.in_flight.items() if n > 0})
+                in_flight=self._in_flight)
         return LocalProvisioner(
             s.model_dir, log_dir=s.log_dir, boot_delay_s=s.boot_delay_s, max_vms=s.max_vms,
-            registry=self.registry, max_batch_size=s.max_batch_size,
+            registry=self.registry, max_batch_size=s.max_batch_size, in_flight=self._in_flight,
             worker_args=("--threads", str(s.worker_threads), "--cpu-precision",
                          s.worker_cpu_precision, "--max-batch-delay-ms",
                          str(s.max_batch_delay_ms)))
+
+    def _in_flight(self, worker_id: str) -> int:
+        """Requests the router has on a worker: provisioners drain idle workers first."""
+        return self.router.in_flight.get(worker_id, 0)
 
     def _serverless(self) -> ServerlessDriver:
         s = self.settings

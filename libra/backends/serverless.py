@@ -15,6 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
 RETRYABLE_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "ServiceException",
     "EC2ThrottledException", "ResourceNotReadyException",
@@ -87,14 +95,7 @@ class AwsLambdaDriver:
 
     def invoke_sync(self, event: dict[str, Any]) -> dict[str, Any]:
         """One `lambda.invoke`, retried on throttling; the decoded answer or ServerlessError."""
-        from botocore.exceptions import ClientError
-        from tenacity import (
-            RetryError,
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
+        from botocore.exceptions import ClientError  # boto3 is the `aws` extra
 
         def retryable(exc: BaseException) -> bool:
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in RETRYABLE_CODES:

@@ -30,7 +30,7 @@ class AutoScalingProvisioner:
 
     def __init__(self, group: str, *, registry: WorkerRegistry, client: Any = None,
                  region: str | None = None, max_vms: int = 64,
-                 busy: Callable[[], set[str]] | None = None) -> None:
+                 in_flight: Callable[[str], int] = lambda worker_id: 0) -> None:
         if client is None:
             import boto3
 
@@ -39,7 +39,7 @@ class AutoScalingProvisioner:
         self.group = group
         self.registry = registry
         self.max_vms = max_vms
-        self.busy = busy or set
+        self.in_flight = in_flight
         self._instances: list[dict[str, Any]] = []
         self._ready: list[WorkerInfo] = []
         self.desired = 0
@@ -72,8 +72,8 @@ class AutoScalingProvisioner:
 
     def protect_busy(self) -> None:
         """Protect instances with requests in flight from scale-in; unprotect the rest."""
-        busy = self.busy()
         in_service = [i for i in self._instances if i["LifecycleState"] == "InService"]
+        busy = {i["InstanceId"] for i in in_service if self.in_flight(i["InstanceId"]) > 0}
         for protect in (True, False):
             ids = [i["InstanceId"] for i in in_service
                    if (i["InstanceId"] in busy) == protect

@@ -4,7 +4,8 @@
 BOOTING until its process reports ready *and* `boot_delay_s` has passed since launch (the extra
 delay emulates a VM's boot, so the controller meets the same lag it meets on EC2); it is then
 READY and heartbeats into the registry routers read. Scale-in takes booting workers first (they
-serve nobody yet), then the ready worker with the fewest requests in flight; it is DRAINING
+serve nobody yet), then the ready worker with the fewest requests in flight (as the router
+counts them, `in_flight`); it is DRAINING
 (SIGTERM: it finishes what it has) until its process exits, then TERMINATED. A worker that dies
 on its own is dropped and counted in `crashes`; the next `set_target` replaces it.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from libra.lifecycle import VMState
@@ -29,7 +30,6 @@ class LocalVM:
     info: WorkerInfo | None = None
     ready_s: float | None = None
     stopped_s: float | None = None
-    in_flight: int = field(default=0)
 
 
 class LocalProvisioner:
@@ -40,6 +40,7 @@ class LocalProvisioner:
     def __init__(self, model: Path, *, log_dir: Path, boot_delay_s: float = 0.0,
                  worker_args: tuple[str, ...] = (), max_vms: int = 8,
                  registry: WorkerRegistry | None = None, max_batch_size: int = 32,
+                 in_flight: Callable[[str], int] = lambda worker_id: 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.model = model
         self.log_dir = log_dir
@@ -48,6 +49,7 @@ class LocalProvisioner:
         self.max_vms = max_vms
         self.registry = registry or MemoryRegistry()
         self.max_batch_size = max_batch_size
+        self.in_flight = in_flight
         self.clock = clock
         self.vms: list[LocalVM] = []
         self.launched = 0
@@ -65,7 +67,8 @@ class LocalProvisioner:
             self._launch()
         surplus = len(active) - n
         if surplus > 0:
-            order = sorted(active, key=lambda v: (v.state == VMState.READY, v.in_flight))
+            order = sorted(active, key=lambda v: (
+                v.state == VMState.READY, self.in_flight(v.info.worker_id) if v.info else 0))
             for vm in order[:surplus]:
                 self._stop(vm)
 

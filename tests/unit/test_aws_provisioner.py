@@ -52,7 +52,7 @@ def test_lifecycle_states_map_and_only_registered_in_service_workers_route(clien
 
 def test_scale_in_protects_busy_instances_first(client) -> None:  # type: ignore[no-untyped-def]
     p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client,
-                               busy=lambda: {"i-busy"})
+                               in_flight=lambda worker_id: int(worker_id == "i-busy"))
     with Stubber(client) as stub:
         stub.add_response("describe_auto_scaling_groups", group(2, [
             instance("i-busy", "InService"), instance("i-idle", "InService", protected=True)]))
