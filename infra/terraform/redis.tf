@@ -1,0 +1,41 @@
+# Redis (ElastiCache): the routers' shared per-second rate counters and the worker registry
+# (libra/state/). Everything Libra writes has a TTL, so there is nothing to back up or fail over:
+# one node, no snapshots. A lost node costs a few seconds of rates (routers fall back to their
+# local counts) and the workers re-register on their next heartbeat.
+
+resource "aws_elasticache_subnet_group" "redis" {
+  name       = "${var.name}-redis"
+  subnet_ids = local.private_subnet_ids
+}
+
+resource "aws_elasticache_replication_group" "redis" {
+  replication_group_id = "${var.name}-redis"
+  description          = "Libra rate counters and worker registry"
+
+  engine             = var.redis_engine
+  engine_version     = var.redis_engine_version
+  node_type          = var.redis_node_type
+  num_cache_clusters = 1
+  port               = 6379
+
+  subnet_group_name  = aws_elasticache_subnet_group.redis.name
+  security_group_ids = [aws_security_group.redis.id]
+
+  at_rest_encryption_enabled = true
+  transit_encryption_enabled = var.redis_transit_encryption
+  automatic_failover_enabled = false
+  multi_az_enabled           = false
+  snapshot_retention_limit   = 0
+  apply_immediately          = true
+}
+
+locals {
+  # LIBRA_REDIS_URL for routers and workers (redis-py: rediss:// is TLS, verified with the
+  # system CA store, which trusts ElastiCache's certificates).
+  redis_url = format(
+    "%s://%s:%d/0",
+    var.redis_transit_encryption ? "rediss" : "redis",
+    aws_elasticache_replication_group.redis.primary_endpoint_address,
+    aws_elasticache_replication_group.redis.port,
+  )
+}

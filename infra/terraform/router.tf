@@ -1,0 +1,263 @@
+# The router: libra-serve (API, router, controller) as an ECS Fargate service behind an ALB.
+# Why Fargate and not an EC2 instance: the router is CPU-only and keeps no state of its own
+# (rates and the worker registry are in Redis), so it needs no AMI to patch or instance to
+# replace; the task role hands boto3 its credentials; rolling deploys with health checks and
+# rollback come with the service; the ALB adds TLS and replaces a task that stops answering.
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "disabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "router" {
+  name              = "/libra/${var.name}/router"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+# Execution role: what ECS itself needs to start the task (pull the image, ship the logs).
+resource "aws_iam_role" "router_execution" {
+  name               = "${var.name}-router-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "router_execution" {
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PullRouterImage"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = [aws_ecr_repository.image["router"].arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.router.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "router_execution" {
+  name   = "start-task"
+  role   = aws_iam_role.router_execution.id
+  policy = data.aws_iam_policy_document.router_execution.json
+}
+
+# Task role: what libra-serve's boto3 clients may do. Exactly the calls in
+# libra/provision/aws.py and libra/backends/serverless.py (tests/unit/test_infra.py derives the
+# list from their source and compares).
+resource "aws_iam_role" "router_task" {
+  name               = "${var.name}-router-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "router_calls" {
+  statement {
+    sid     = "ReadFleet"
+    actions = ["autoscaling:DescribeAutoScalingGroups"]
+    # Describe* actions take no resource-level permissions.
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DriveFleet"
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:SetInstanceProtection"]
+    resources = [aws_autoscaling_group.workers.arn]
+  }
+
+  statement {
+    sid       = "InvokeServerless"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.infer.arn, "${aws_lambda_function.infer.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "router_calls" {
+  name   = "libra-calls"
+  role   = aws_iam_role.router_task.id
+  policy = data.aws_iam_policy_document.router_calls.json
+}
+
+locals {
+  # The router's settings: every key is LIBRA_<field> of libra.config.Settings (checked by
+  # tests/unit/test_infra.py). The image sets LIBRA_MODEL_DIR and LIBRA_LOG_DIR.
+  router_env = {
+    LIBRA_POLICY                = var.policy
+    LIBRA_SLA_S                 = var.sla_s
+    LIBRA_PROVISIONER           = "aws"
+    LIBRA_ASG_NAME              = aws_autoscaling_group.workers.name
+    LIBRA_AWS_REGION            = var.region
+    LIBRA_MAX_VMS               = var.worker_max
+    LIBRA_INITIAL_VMS           = var.worker_initial
+    LIBRA_BOOT_DELAY_S          = var.worker_boot_s
+    LIBRA_MAX_BATCH_SIZE        = var.worker_max_batch_size
+    LIBRA_VM_CAPACITY_RPS       = var.worker_capacity_rps
+    LIBRA_VM_SERVICE_S          = var.worker_service_s
+    LIBRA_VM_PRICE_PER_HOUR_USD = var.worker_price_per_hour_usd
+    LIBRA_SERVERLESS_DRIVER     = "aws"
+    LIBRA_LAMBDA_FUNCTION       = aws_lambda_function.infer.function_name
+    LIBRA_SERVERLESS_MEMORY_MB  = var.lambda_memory_mb
+    LIBRA_SERVERLESS_DURATION_S = var.lambda_billed_duration_s
+    LIBRA_REDIS_URL             = local.redis_url
+  }
+}
+
+resource "aws_ecs_task_definition" "router" {
+  family                   = "${var.name}-router"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.router_cpu
+  memory                   = var.router_memory_mb
+  execution_role_arn       = aws_iam_role.router_execution.arn
+  task_role_arn            = aws_iam_role.router_task.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([{
+    name      = "router"
+    image     = local.image_uri["router"]
+    essential = true
+    # The image's CMD is libra-serve on 0.0.0.0:8000; the port follows var.router_port.
+    command = ["libra-serve", "--host", "0.0.0.0", "--port", tostring(var.router_port)]
+    portMappings = [{
+      containerPort = var.router_port
+      protocol      = "tcp"
+    }]
+    environment = [for k, v in local.router_env : { name = k, value = tostring(v) }]
+    # libra-serve drains for up to 30 s on SIGTERM (uvicorn timeout_graceful_shutdown).
+    stopTimeout = 35
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.router.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "router"
+      }
+    }
+  }])
+}
+
+resource "aws_lb" "router" {
+  name               = "${var.name}-router"
+  load_balancer_type = "application"
+  internal           = var.router_internal
+  security_groups    = [aws_security_group.alb.id]
+  subnets            = local.alb_subnet_ids
+  # Uploads may be 25 MiB (libra-serve's max_body_bytes): leave room for slow clients.
+  idle_timeout               = 120
+  drop_invalid_header_fields = true
+}
+
+resource "aws_lb_target_group" "router" {
+  name                 = "${var.name}-router"
+  port                 = var.router_port
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = local.vpc_id
+  deregistration_delay = 35
+
+  health_check {
+    # 200 once the controller has ticked (libra/api.py): a task joins when it can route.
+    path                = "/readyz"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+}
+
+resource "aws_lb_listener" "http" {
+  load_balancer_arn = aws_lb.router.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type             = var.certificate_arn == null ? "forward" : "redirect"
+    target_group_arn = var.certificate_arn == null ? aws_lb_target_group.router.arn : null
+
+    dynamic "redirect" {
+      for_each = var.certificate_arn == null ? [] : [1]
+
+      content {
+        port        = "443"
+        protocol    = "HTTPS"
+        status_code = "HTTP_301"
+      }
+    }
+  }
+}
+
+resource "aws_lb_listener" "https" {
+  count = var.certificate_arn == null ? 0 : 1
+
+  load_balancer_arn = aws_lb.router.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.router.arn
+  }
+}
+
+resource "aws_ecs_service" "router" {
+  name             = "${var.name}-router"
+  cluster          = aws_ecs_cluster.this.id
+  task_definition  = aws_ecs_task_definition.router.arn
+  desired_count    = var.router_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  health_check_grace_period_seconds  = 60
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = local.compute_subnet_ids
+    security_groups  = [aws_security_group.router.id]
+    assign_public_ip = local.public_tier
+  }
+
+  load_balancer {
+    target_group_arn = aws_lb_target_group.router.arn
+    container_name   = "router"
+    container_port   = var.router_port
+  }
+
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_iam_role_policy.router_execution]
+}
