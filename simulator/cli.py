@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from libra.policies import POLICIES, UnknownPolicyError
 from simulator.config import SimConfig
 from simulator.errors import TraceFormatError
-from simulator.runner import DEFAULT_POLICIES, run_policies
-from simulator.traces import FORMATS, load_trace
+from simulator.presets import Preset, PresetError, deep_merge, load_preset, preset_names
+from simulator.runner import DEFAULT_POLICIES, default_workers, run_policies
+from simulator.traces import FORMATS, open_trace
 
 
 def _parse_value(text: str) -> Any:
@@ -40,22 +41,29 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
     node[leaf] = _parse_value(value)
 
 
-def load_config(path: Path | None, overrides: tuple[str, ...]) -> tuple[SimConfig, dict[str, Any]]:
-    """SimConfig from a TOML/JSON file plus `--set` overrides; `[policies.NAME]` has parameters."""
-    data: dict[str, Any] = {}
+def load_config(
+    path: Path | None, overrides: tuple[str, ...], preset: Preset | None = None
+) -> tuple[SimConfig, dict[str, Any]]:
+    """SimConfig from a preset, then a TOML/JSON file, then `--set` overrides.
+
+    `[policies.NAME]` tables hold policy parameters. A file's values replace the preset's one by
+    one (tables merge), so a file can change one VM field of a preset and keep the rest.
+    """
+    data: dict[str, Any] = preset.config_data() if preset is not None else {}
     if path is not None:
         try:
             text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+            from_file = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"{path}: cannot read config: {exc}") from None
-        if not isinstance(data, dict):
+        if not isinstance(from_file, dict):
             raise click.ClickException(f"{path}: a config must be a table of fields, not "
-                                       f"{type(data).__name__}")
+                                       f"{type(from_file).__name__}")
+        data = deep_merge(data, from_file)
     for assignment in overrides:
         _apply_override(data, assignment)
     policy_params = data.pop("policies", {})
-    where = f"{path}: " if path else ""
+    where = f"{path}: " if path else f"preset {preset.name}: " if preset else ""
     if not isinstance(policy_params, dict):
         raise click.ClickException(f"{where}'policies' must be a table of policy names")
     for name, params in policy_params.items():
@@ -97,14 +105,23 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
               show_default=True)
 @click.option("--function", default=None, help="Azure trace: replay one function (HashFunction)")
 @click.option("--app", default=None, help="Azure trace: replay one app (HashApp), all functions")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Azure 2019 trace: replay the N functions with the most invocations, summed")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="multiply the rate")
 @click.option("--start-s", type=float, default=0.0, show_default=True, help="window start")
 @click.option("--end-s", type=float, default=None, help="window end (default: trace end)")
-@click.option("--spread", type=click.Choice(["poisson", "uniform"]), default="poisson",
-              show_default=True, help="how per-minute/second counts become arrivals")
+@click.option("--spread", type=click.Choice(["poisson", "uniform"]), default=None,
+              help="how per-minute/second counts become arrivals [default: the preset's, else "
+              "poisson]")
+@click.option("--epoch-s", type=float, default=None,
+              help="move each arrival to the start of its epoch of this many seconds "
+              "[default: the preset's, else none]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--policies", default=",".join(DEFAULT_POLICIES), show_default=True,
               help=f"comma-separated, of: {', '.join(POLICIES)}")
+@click.option("--preset", default=None, metavar="NAME",
+              help="start from a named setting (`libra-sim presets` lists them), e.g. "
+              "libra-ic2e21")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="TOML or JSON file of SimConfig fields (see docs/simulator.md)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -116,21 +133,28 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
               help="draw demand, VMs and serverless over time per policy to this PNG")
 @click.option("--decisions", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="write every controller tick of every policy to this CSV")
+@click.option("--timeline", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write per-second arrivals, VMs ready/booting, VM quota and serverless in "
+              "flight of every policy to this CSV (docs/cli.md)")
+@click.option("--workers", default="auto", show_default=True,
+              help="policies replayed at once in separate processes ('auto': one per core)")
 @click.option("--mode", type=click.Choice(["batched", "naive"]), default="batched",
               show_default=True, help="naive: one SimPy process per request (slow baseline)")
 @click.option("--progress/--no-progress", default=None,
               help="progress bar (default: when stderr is a terminal)")
 @click.pass_context
 def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str | None,
-         app: str | None, scale: float, start_s: float, end_s: float | None, spread: str,
-         seed: int, policies: str, config_path: Path | None, overrides: tuple[str, ...],
-         as_json: bool, as_csv: bool, plot: Path | None, decisions: Path | None, mode: str,
-         progress: bool | None) -> None:
+         app: str | None, top: int | None, scale: float, start_s: float, end_s: float | None,
+         spread: str | None, epoch_s: float | None, seed: int, policies: str, preset: str | None,
+         config_path: Path | None, overrides: tuple[str, ...], as_json: bool, as_csv: bool,
+         plot: Path | None, decisions: Path | None, timeline: Path | None, workers: str,
+         mode: str, progress: bool | None) -> None:
     """Replay a request trace through the scaling policies and compare SLA violations and cost.
 
     \b
     libra-sim --trace traces/azure.csv --plot sim.png
     libra-sim --trace AzureLLMInferenceTrace_code.csv --scale 20 --json
+    libra-sim --preset libra-ic2e21 --trace ../shared/traces/libra/wits_logs.txt
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -143,16 +167,28 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
         raise click.UsageError(f"give at least one policy; valid: {', '.join(POLICIES)}")
     _check_output(plot, "--plot", image=True)
     _check_output(decisions, "--decisions")
+    _check_output(timeline, "--timeline")
+    n_workers = _parse_workers(workers)
     for name in names:
         if name not in POLICIES:
             raise click.BadParameter(str(UnknownPolicyError(
                 f"unknown policy {name!r}; valid policies: {', '.join(POLICIES)}")),
                 param_hint="--policies")
-    cfg, params = load_config(config_path, overrides)
-    cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
     try:
-        trace = load_trace(list(traces), fmt=fmt, function=function, app=app, scale=scale,
-                           start_s=start_s, end_s=end_s, spread=spread, seed=seed)  # type: ignore[arg-type]
+        chosen = load_preset(preset) if preset is not None else None
+    except PresetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--preset") from None
+    cfg, params = load_config(config_path, overrides, chosen)
+    cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
+    if spread is None:
+        spread = chosen.trace.get("spread", "poisson") if chosen is not None else "poisson"
+    if epoch_s is None and chosen is not None:
+        epoch_s = chosen.trace.get("epoch_s")
+    try:
+        trace = open_trace(list(traces), fmt=fmt, function=function, app=app, top=top,
+                           scale=scale, start_s=start_s, end_s=end_s,
+                           spread=spread, seed=seed, epoch_s=epoch_s)  # type: ignore[arg-type]
+        n_requests = trace.n_requests
     except TraceFormatError as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
@@ -160,16 +196,19 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
     show_progress = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     try:
-        runs = run_policies(trace.arrivals_s, trace.duration_s, names, cfg, params=params,
+        runs = run_policies(trace, None, names, cfg, params=params,
                             mode=mode, progress=show_progress,  # type: ignore[arg-type]
-                            keep_requests=False)
+                            keep_requests=False,
+                            record_ticks=any(p is not None for p in (plot, decisions, timeline)),
+                            workers=n_workers, trace_name=trace.name, preset=preset or "")
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     wall_s = time.perf_counter() - started
     results = [r.result for r in runs]
-    meta = {"trace": trace.name, "source": trace.source, "requests": len(trace),
+    meta = {"trace": trace.name, "source": trace.source, "requests": n_requests,
             "duration_s": trace.duration_s, "scale": scale, "seed": seed, "mode": mode,
-            "wall_s": round(wall_s, 3), "config": {**cfg.model_dump(), "policies": params}}
+            "preset": preset, "spread": spread, "epoch_s": epoch_s, "wall_s": round(wall_s, 3),
+            "config": {**cfg.model_dump(), "policies": params}}
     if as_json:
         from simulator.report import to_json
         click.echo(to_json(results, meta))
@@ -178,8 +217,9 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
         click.echo(to_csv(results), nl=False)
     else:
         from simulator.report import table
-        click.echo(f"trace {trace.name}: {len(trace):,} requests over {trace.duration_s:,.0f} s "
-                   f"(scale x{scale:g}); SLA {cfg.sla_s:g} s; {wall_s:.1f} s wall")
+        setting = f"preset {preset}; " if preset else ""
+        click.echo(f"trace {trace.name}: {n_requests:,} requests over {trace.duration_s:,.0f} s "
+                   f"(scale x{scale:g}); {setting}SLA {cfg.sla_s:g} s; {wall_s:.1f} s wall")
         click.echo(table(results))
     try:
         if plot is not None:
@@ -190,8 +230,40 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
             from simulator.report import write_decisions
             write_decisions(runs, decisions)
             click.echo(f"decisions written to {decisions}", err=True)
+        if timeline is not None:
+            from simulator.report import write_timeline
+            write_timeline(runs, timeline)
+            click.echo(f"timeline written to {timeline}", err=True)
     except OSError as exc:
         raise click.ClickException(f"cannot write output: {exc}") from None
+
+
+def _parse_workers(text: str) -> int:
+    if text == "auto":
+        return default_workers()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise click.BadParameter(f"{text!r} is not 'auto' or a whole number >= 1",
+                                 param_hint="--workers")
+    return value
+
+
+@main.command("presets")
+@click.argument("name", required=False)
+def presets_cmd(name: str | None) -> None:
+    """List the named settings for --preset, or print one preset's file."""
+    if name is None:
+        for preset_name in preset_names():
+            click.echo(f"{preset_name}\n    {load_preset(preset_name).description}")
+        return
+    try:
+        chosen = load_preset(name)
+    except PresetError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    click.echo(chosen.path.read_text(), nl=False)
 
 
 @main.command("fetch-trace")

@@ -5,6 +5,11 @@ hot path, so the default `batched` mode routes every arrival since the last even
 loop right before the controller acts; nothing a request sees (slot heap, serverless pool, quota)
 changes between two controller ticks except by earlier requests, so this gives the same result as
 one SimPy process per request, which the `naive` mode runs as the baseline and the cross-check.
+
+Arrivals come from a stream (`simulator/arrivals.py`) one chunk of trace time at a time, and
+service times are drawn per block of request indices, so memory does not grow with the trace:
+a request's service time depends only on its index and the seed, never on how requests were
+batched, which is what lets both modes agree request by request.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -21,14 +27,74 @@ import simpy
 from libra.lifecycle import VMState
 from libra.policies.base import Decision, Observation, Policy
 from libra.routing import Route, choose_route
+from simulator.arrivals import ArrayStream, ArrivalStream
 from simulator.config import SimConfig
 from simulator.recorder import Recorder
 from simulator.serverless_pool import ServerlessPool
 from simulator.service import sample_service_times
+from simulator.trace_base import Trace
 from simulator.vm_fleet import SimVM, VMFleet
 
 Mode = Literal["batched", "naive"]
 _VM, _SERVERLESS, _DROP = Route.VM, Route.SERVERLESS, Route.DROP
+_SERVICE_BLOCK = 1 << 16
+_SERVICE_STREAM = 0x5E
+
+
+class ServiceTimes:
+    """Per-request service times on VMs and on serverless, drawn per block of request indices.
+
+    Block `b` (requests `b * 65536` to `(b + 1) * 65536 - 1`) is drawn from its own generator
+    `default_rng([seed, 0x5E, b])`, so request i's times depend only on i and the seed.
+    """
+
+    def __init__(self, cfg: SimConfig, *, keep: bool = False) -> None:
+        self.cfg, self.keep = cfg, keep
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        block = self._blocks.get(b)
+        if block is None:
+            rng = np.random.default_rng([self.cfg.seed, _SERVICE_STREAM, b])
+            v, s = self.cfg.vm, self.cfg.serverless
+            block = (
+                sample_service_times(rng, _SERVICE_BLOCK, v.service_time_mean_s,
+                                     v.service_time_cv, v.service_time_dist),
+                sample_service_times(rng, _SERVICE_BLOCK, s.service_time_mean_s,
+                                     s.service_time_cv, s.service_time_dist),
+            )
+            for old in [k for k in self._blocks if k < b]:
+                del self._blocks[old]  # requests are taken in index order
+            self._blocks[b] = block
+            if self.keep:
+                self.kept.append(block)
+        return block
+
+    def take(self, lo: int, n: int) -> tuple[list[float], list[float]]:
+        """Service times (VM, serverless) of requests lo .. lo + n - 1."""
+        b0, b1 = lo // _SERVICE_BLOCK, (lo + n - 1) // _SERVICE_BLOCK if n else lo // _SERVICE_BLOCK
+        if b0 == b1:
+            vm, sls = self._block(b0)
+            i = lo - b0 * _SERVICE_BLOCK
+            return vm[i:i + n].tolist(), sls[i:i + n].tolist()
+        vms: list[float] = []
+        slss: list[float] = []
+        for b in range(b0, b1 + 1):
+            vm, sls = self._block(b)
+            i = max(lo - b * _SERVICE_BLOCK, 0)
+            j = min(lo + n - b * _SERVICE_BLOCK, _SERVICE_BLOCK)
+            vms.extend(vm[i:j].tolist())
+            slss.extend(sls[i:j].tolist())
+        return vms, slss
+
+    def arrays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first n requests' times (only with `keep`)."""
+        if not self.kept:
+            return np.zeros(0), np.zeros(0)
+        vm = np.concatenate([b[0] for b in self.kept])[:n]
+        sls = np.concatenate([b[1] for b in self.kept])[:n]
+        return vm, sls
 
 
 class Simulation:
@@ -36,75 +102,102 @@ class Simulation:
 
     def __init__(
         self,
-        arrivals_s: np.ndarray,
-        duration_s: float,
+        arrivals: np.ndarray | ArrivalStream | Trace,
+        duration_s: float | None,
         policy: Policy,
         cfg: SimConfig,
         *,
         initial_vms: int = 0,
         mode: Mode = "batched",
         on_tick: Callable[[float], None] | None = None,
+        keep_requests: bool = True,
+        record_ticks: bool = True,
     ) -> None:
         if mode not in ("batched", "naive"):
             raise ValueError(f"unknown mode {mode!r}; valid: batched, naive")
         self.cfg, self.policy, self.mode, self.on_tick = cfg, policy, mode, on_tick
-        self.duration_s = float(duration_s)
-        self.arrivals_s = np.ascontiguousarray(arrivals_s, dtype=np.float64)
-        n = len(self.arrivals_s)
-        # a stream of its own: a caller drawing arrivals from default_rng(seed) gets no correlation
-        rng = np.random.default_rng([cfg.seed, 0x5E])
-        v, s = cfg.vm, cfg.serverless
-        self.vm_service = sample_service_times(
-            rng, n, v.service_time_mean_s, v.service_time_cv, v.service_time_dist
-        )
-        self.sls_service = sample_service_times(
-            rng, n, s.service_time_mean_s, s.service_time_cv, s.service_time_dist
-        )
-        n_seconds = max(1, math.ceil(self.duration_s))
-        secs = np.minimum(np.floor(arrivals_s).astype(np.int64), n_seconds - 1) if n else []
-        counts = np.bincount(secs, minlength=n_seconds)
-        self.per_second: list[int] = counts.tolist()
-        self.per_minute: list[int] = np.add.reduceat(counts, np.arange(0, n_seconds, 60)).tolist()
+        self.stream = _as_stream(arrivals, duration_s)
+        self.duration_s = float(self.stream.duration_s)
+        self.service = ServiceTimes(cfg, keep=keep_requests)
+        self.n_seconds = max(1, math.ceil(self.duration_s))
+        self.per_second: list[int] = [0] * self.n_seconds
+        self.per_minute: list[int] = []
+        self._chunks: Iterator[np.ndarray] = iter(self.stream.chunks())
+        self._loaded_until_s = -math.inf
+        self._buffer: deque[np.ndarray] = deque()
+        self._buffer_pos = 0
+        self._exhausted = False
         self.env = simpy.Environment()
-        self.fleet = VMFleet(v)
-        self.pool = ServerlessPool(s)
-        self.rec = Recorder(n)
+        self.fleet = VMFleet(cfg.vm)
+        self.pool = ServerlessPool(cfg.serverless)
+        self.rec = Recorder(cfg.sla_s, keep_requests=keep_requests, record_ticks=record_ticks)
         self.next_i = 0
         self.decision = Decision(target_vms=initial_vms, reason="initial fleet")
         self._quota_second = -1
         self._quota_tokens = 0.0
-        self.policy_eval_s: list[float] = []
+        self.policy_eval_s_total = 0.0
+        self.ticks = 0
+        self.max_vms = 0
         self.serverless_since_tick = 0
+        self._initial_booting: list[SimVM] = []
         for _ in range(initial_vms):
-            self.fleet.launch(0.0, ready_now=True)
+            vm = self.fleet.launch(0.0, ready_now=not cfg.initial_vms_booting)
+            if cfg.initial_vms_booting:
+                self._initial_booting.append(vm)
+
+    # -- per-request arrays, kept for tests and small analyses ----------------------------------
+    @property
+    def vm_service(self) -> np.ndarray:
+        return self.service.arrays(self.next_i)[0]
+
+    @property
+    def sls_service(self) -> np.ndarray:
+        return self.service.arrays(self.next_i)[1]
+
+    @property
+    def policy_eval_s(self) -> list[float]:
+        ticks = self.rec.ticks
+        return ticks.column("policy_eval_s").tolist() if ticks is not None else []
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> Simulation:
+        for vm in self._initial_booting:
+            self.env.process(self._boot(vm))
         self.env.process(self._controller())
         if self.mode == "naive":
             self.env.process(self._arrivals())
         self.env.run()
+        self.rec.fold()
+        self.pool.fold_billing()
         return self
 
     def _controller(self) -> Generator[simpy.Event, Any, None]:
         env, tick_s = self.env, self.cfg.tick_s
         k = 0
+        ticks = self.rec.ticks
         while (now := k * tick_s) < self.duration_s:
             if now > env.now:
                 yield env.timeout(now - env.now)
             if self.mode == "batched":
                 self._dispatch_before(now)
+            else:
+                self._load_until(now, keep=False)
             obs = self._observe(now)
             started = time.perf_counter()
             decision = self.policy.decide(obs)
-            self.policy_eval_s.append(time.perf_counter() - started)
+            eval_s = time.perf_counter() - started
+            self.policy_eval_s_total += eval_s
             self._apply(decision, now)
             self.decision = decision
-            self.rec.on_decision(
-                obs, decision, self._arrivals_in_last_tick(now), self.pool.instances(now),
-                self.serverless_since_tick,
-            )
+            self.max_vms = max(self.max_vms, obs.vms_ready + obs.vms_booting)
+            if ticks is not None:
+                ticks.append(
+                    obs, decision, arrivals=self._arrivals_in_last_tick(now),
+                    serverless_instances=self.pool.instances(now),
+                    served_serverless=self.serverless_since_tick, eval_s=eval_s,
+                )
             self.serverless_since_tick = 0
+            self.ticks += 1
             if self.on_tick is not None:
                 self.on_tick(now)
             k += 1
@@ -114,49 +207,82 @@ class Simulation:
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         """Naive mode: each request is its own SimPy process, started at its arrival time."""
         env = self.env
-        for i, t in enumerate(self.arrivals_s.tolist()):
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            env.process(self._request(i))
+        i = 0
+        for chunk in self.stream.chunks():
+            for t in chunk.tolist():
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                env.process(self._request(i, t))
+                i += 1
 
-    def _request(self, i: int) -> Generator[simpy.Event, Any, None]:
-        self._dispatch_range(i, i + 1)
-        latency_s = float(self.rec.latency_s[i])
+    def _request(self, i: int, t: float) -> Generator[simpy.Event, Any, None]:
+        latency_s = self._dispatch([t], i)[0]
         if not math.isnan(latency_s):  # it was served
             yield self.env.timeout(latency_s)
         self.rec.on_complete(i)
 
-    # -- the per-request hot path ----------------------------------------------------------------
-    def _dispatch_before(self, t_end_s: float) -> None:
-        lo = self.next_i
-        hi = int(np.searchsorted(self.arrivals_s, t_end_s, side="left"))
-        if hi > lo:
-            self._dispatch_range(lo, hi)
-            self.rec.completed += hi - lo
+    # -- arrivals, chunk by chunk ----------------------------------------------------------------
+    def _load_until(self, t_s: float, *, keep: bool) -> None:
+        """Read chunks until every arrival before `t_s` is counted (and buffered, with `keep`)."""
+        per_second, last = self.per_second, self.n_seconds - 1
+        while not self._exhausted and self._loaded_until_s < t_s:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._exhausted = True
+                self._loaded_until_s = math.inf
+                break
+            if chunk.size:
+                # a chunk's last arrival bounds what is loaded: chunks never overlap in time
+                self._loaded_until_s = float(chunk[-1])
+                if keep:
+                    self._buffer.append(chunk)
+                seconds = np.minimum(chunk.astype(np.int64), last)
+                s0 = int(seconds[0])
+                for offset, count in enumerate(np.bincount(seconds - s0).tolist()):
+                    if count:
+                        per_second[s0 + offset] += count
 
-    def _dispatch_range(self, lo: int, hi: int) -> None:
-        """Route requests lo..hi-1 (in arrival order) with the shared rule and serve them."""
+    def _dispatch_before(self, t_end_s: float) -> None:
+        self._load_until(t_end_s, keep=True)
+        buffer = self._buffer
+        while buffer:
+            chunk = buffer[0]
+            lo = self._buffer_pos
+            hi = int(np.searchsorted(chunk, t_end_s, side="left")) if t_end_s < math.inf \
+                else chunk.size
+            if hi > lo:
+                self._dispatch(chunk[lo:hi].tolist(), self.next_i)
+                self.rec.completed += hi - lo
+            if hi < chunk.size:
+                self._buffer_pos = hi
+                break
+            buffer.popleft()
+            self._buffer_pos = 0
+
+    # -- the per-request hot path ----------------------------------------------------------------
+    def _dispatch(self, times: list[float], first_i: int) -> list[float]:
+        """Route requests first_i, first_i + 1, ... (arrival `times`) by the shared rule."""
         cfg, d = self.cfg, self.decision
-        # plain lists for the loop: indexing numpy scalars one by one is several times slower
-        times = self.arrivals_s[lo:hi].tolist()
-        vm_service = self.vm_service[lo:hi].tolist()
-        sls_service = self.sls_service[lo:hi].tolist()
-        latency = [math.nan] * (hi - lo)
-        route = [int(_DROP)] * (hi - lo)
+        n = len(times)
+        vm_service, sls_service = self.service.take(first_i, n)
+        latency = [math.nan] * n
+        route = [int(_DROP)] * n
         slots, usable = self.fleet.slots, self.fleet.usable
         vms = self.fleet.vms
         serve_serverless = self.pool.dispatch
         heappop, heapreplace = heapq.heappop, heapq.heapreplace
         quota = d.vm_quota_rps if d.use_vms else None
+        by_count = d.vm_quota_by_count
         budget_s, expected_s = cfg.sla_budget_s, cfg.vm.routing_service_s
         timeout_s = cfg.vm.queue_timeout_s
         use_vms, spill = d.use_vms, d.spill_to_serverless
         second, tokens = self._quota_second, self._quota_tokens
-        for i in range(hi - lo):
+        for i in range(n):
             t = times[i]
             if quota is not None and int(t) != second:
-                # LIBRA's per-second quota; an unspent fraction (< 1) carries over
-                second, tokens = int(t), min(max(tokens, 0.0), 1.0) + quota
+                # LIBRA's per-second quota; an unspent fraction (< 1) carries over, whole
+                # unspent requests do not
+                second, tokens = int(t), (tokens % 1.0 if tokens > 0.0 else 0.0) + quota
             while slots and not usable[slots[0][1]]:
                 heappop(slots)
             if slots:
@@ -172,6 +298,7 @@ class Simulation:
                 spill_to_serverless=spill,
                 use_vms=use_vms,
                 queue_timeout_s=timeout_s,
+                quota_by_count=by_count,
             )
             if r is _VM:
                 assert wait_s is not None
@@ -189,24 +316,28 @@ class Simulation:
                     latency[i] = served
                     route[i] = 1
         self._quota_second, self._quota_tokens = second, tokens
-        self.rec.record(lo, latency, route)
+        self.rec.record(latency, route)
         self.serverless_since_tick += route.count(int(_SERVERLESS))
         self.pool.fold_billing()
-        self.next_i = max(self.next_i, hi)
+        self.next_i = max(self.next_i, first_i + n)
+        return latency
 
     def drop_request_data(self) -> None:
-        """Free the per-request arrays (hundreds of MB on a day-long trace) after summarising."""
-        empty = np.empty(0)
-        self.arrivals_s = self.vm_service = self.sls_service = empty
-        self.rec.latency_s, self.rec.route = empty, np.empty(0, dtype=np.int8)
+        """Free the per-request arrays kept for analysis."""
+        self.rec.drop_requests()
+        self.service.kept.clear()
 
     # -- the controller's view and actions -------------------------------------------------------
     def _observe(self, now_s: float) -> Observation:
-        whole = min(math.floor(now_s + 1e-9), len(self.per_second))
+        whole = min(math.floor(now_s + 1e-9), self.n_seconds)
         per_s = self.per_second[max(0, whole - self.cfg.history_s):whole]
         minutes = whole // 60
-        per_min = tuple(self.per_minute[max(0, minutes - 60):minutes])
-        vm, counts = self.cfg.vm, self.fleet.counts
+        per_minute, per_second = self.per_minute, self.per_second
+        while len(per_minute) < minutes:
+            m = len(per_minute)
+            per_minute.append(sum(per_second[m * 60:(m + 1) * 60]))
+        per_min = tuple(per_minute[max(0, minutes - 60):minutes])
+        vm, sls, counts = self.cfg.vm, self.cfg.serverless, self.fleet.counts
         return Observation(
             now_s=now_s,
             arrivals_per_s=tuple(per_s),
@@ -219,11 +350,16 @@ class Simulation:
             sla_s=self.cfg.sla_s,
             vm_boot_s=vm.boot_s,
             vm_price_per_s_usd=vm.price_per_s_usd,
-            serverless_cost_per_request_usd=self.cfg.serverless.cost_per_request_usd(),
+            serverless_cost_per_request_usd=sls.cost_per_request_usd(),
+            serverless_cold_start_s=sls.cold_start_s,
+            serverless_service_s=sls.service_time_mean_s + sls.invoke_overhead_s,
+            serverless_concurrency_limit=sls.concurrency_limit,
+            serverless_instances=self.pool.instances(now_s),
+            vm_min_billing_s=vm.min_billing_s,
         )
 
     def _arrivals_in_last_tick(self, now_s: float) -> int:
-        hi = min(math.floor(now_s + 1e-9), len(self.per_second))
+        hi = min(math.floor(now_s + 1e-9), self.n_seconds)
         lo = max(0, math.floor(now_s - self.cfg.tick_s + 1e-9))
         return sum(self.per_second[lo:hi])
 
@@ -235,6 +371,8 @@ class Simulation:
             vm = self.fleet.stop_one(now_s)
             if vm is not None:
                 self.env.process(self._drain(vm))
+        if decision.serverless_warm:
+            self.pool.keep_warm(now_s, decision.serverless_warm)
 
     def _boot(self, vm: SimVM) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(vm.ready_at_s - self.env.now)
@@ -245,3 +383,16 @@ class Simulation:
         if vm.busy_until_s > self.env.now:
             yield self.env.timeout(vm.busy_until_s - self.env.now)
         self.fleet.terminate(vm, self.env.now)
+
+
+def _as_stream(arrivals: np.ndarray | ArrivalStream | Trace, duration_s: float | None
+               ) -> ArrivalStream:
+    if isinstance(arrivals, ArrivalStream):
+        return arrivals
+    if isinstance(arrivals, Trace):
+        return ArrayStream.of(arrivals)
+    if duration_s is None:
+        raise ValueError("give duration_s with an arrivals array")
+    array = np.ascontiguousarray(arrivals, dtype=np.float64)
+    return ArrayStream(name="arrivals", source="memory", duration_s=float(duration_s),
+                       arrivals_s=array)

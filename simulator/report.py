@@ -9,6 +9,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from simulator.recorder import DecisionRow
 from simulator.results import PolicyResult
 from simulator.runner import PolicyRun
 
@@ -17,14 +20,14 @@ _COLUMNS = (
     ("requests", "requests", "{:,}"),
     ("sla_violation_pct", "SLA viol %", "{:.3f}"),
     ("dropped", "dropped", "{:,}"),
-    ("p50_latency_s", "p50 s", "{:.3f}"),
-    ("p95_latency_s", "p95 s", "{:.3f}"),
-    ("p99_latency_s", "p99 s", "{:.3f}"),
+    ("latency_p50_s", "p50 s", "{:.3f}"),
+    ("latency_p95_s", "p95 s", "{:.3f}"),
+    ("latency_p99_s", "p99 s", "{:.3f}"),
     ("vm_cost_usd", "VM $", "{:.2f}"),
     ("serverless_cost_usd", "serverless $", "{:.2f}"),
     ("total_cost_usd", "total $", "{:.2f}"),
     ("serverless_share_pct", "serverless %", "{:.1f}"),
-    ("peak_vms", "peak VMs", "{}"),
+    ("max_vms", "peak VMs", "{}"),
 )
 
 
@@ -81,27 +84,62 @@ def to_csv(results: Sequence[PolicyResult]) -> str:
 
 def write_decisions(runs: Sequence[PolicyRun], path: Path) -> None:
     """Every controller tick of every policy, one row each: the decision stream."""
-    signal_keys = sorted({k for run in runs for row in run.sim.rec.decisions for k in row.signals})
+    signal_keys = sorted({k for run in runs if run.ticks for k in run.ticks.signals})
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([
             "policy", "t_s", "arrivals", "target_vms", "vms_ready", "vms_booting", "vms_draining",
             "serverless_in_flight", "serverless_instances", "served_serverless", "vm_quota_rps",
-            "spill",
+            "spill", "serverless_warm",
             "policy_eval_us", *signal_keys, "reason",
         ])
         for run in runs:
-            evals = run.sim.policy_eval_s
-            for row, eval_s in zip(run.sim.rec.decisions, evals, strict=False):
+            for row, eval_s in zip(_rows(run), _column(run, "policy_eval_s"), strict=True):
                 writer.writerow([
                     run.result.policy, f"{row.t_s:g}", row.arrivals, row.target_vms,
                     row.vms_ready, row.vms_booting, row.vms_draining, row.serverless_in_flight,
                     row.serverless_instances, row.served_serverless,
                     "" if row.vm_quota_rps is None else f"{row.vm_quota_rps:.3f}",
-                    int(row.spill), f"{eval_s * 1e6:.1f}",
+                    int(row.spill), row.serverless_warm, f"{eval_s * 1e6:.1f}",
                     *(f"{row.signals[k]:.4g}" if k in row.signals else "" for k in signal_keys),
                     row.reason,
                 ])
+
+
+TIMELINE_COLUMNS = ("policy", "t_s", "arrivals", "vms_ready", "vms_booting", "vms_draining",
+                    "target_vms", "vm_quota_rps", "serverless_in_flight", "serverless_instances",
+                    "serverless_warm", "served_serverless")
+
+
+def write_timeline(runs: Sequence[PolicyRun], path: Path) -> None:
+    """Per tick (1 s by default) and policy: arrivals, VMs, quota, serverless (docs/cli.md)."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(TIMELINE_COLUMNS)
+        for run in runs:
+            if run.ticks is None:
+                continue
+            cols = {name: _column(run, name).tolist() for name in TIMELINE_COLUMNS[1:]}
+            policy = run.result.policy
+            for i in range(run.ticks.n):
+                quota = cols["vm_quota_rps"][i]
+                writer.writerow([
+                    policy, f"{cols['t_s'][i]:g}", cols["arrivals"][i], cols["vms_ready"][i],
+                    cols["vms_booting"][i], cols["vms_draining"][i], cols["target_vms"][i],
+                    "" if math.isnan(quota) else f"{quota:g}", cols["serverless_in_flight"][i],
+                    cols["serverless_instances"][i], cols["serverless_warm"][i],
+                    cols["served_serverless"][i],
+                ])
+
+
+def _rows(run: PolicyRun) -> list[DecisionRow]:
+    return run.ticks.rows() if run.ticks is not None else []
+
+
+def _column(run: PolicyRun, name: str) -> np.ndarray:
+    if run.ticks is None:
+        return np.zeros(0)
+    return run.ticks.column(name)
 
 
 def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
@@ -110,17 +148,15 @@ def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(len(runs), 1, figsize=(11, 2.3 * len(runs) + 0.6), sharex=True,
                              squeeze=False)
     for ax, run in zip(axes[:, 0], runs, strict=True):
-        rows = run.sim.rec.decisions
-        t_min = np.array([r.t_s for r in rows]) / 60.0
-        demand = np.array([r.arrivals for r in rows], dtype=float) / run.sim.cfg.tick_s
-        ready = np.array([r.vms_ready for r in rows])
-        booting = np.array([r.vms_booting for r in rows])
-        sls = np.array([r.served_serverless for r in rows], dtype=float) / run.sim.cfg.tick_s
+        t_min = _column(run, "t_s") / 60.0
+        demand = _column(run, "arrivals").astype(float) / run.tick_s
+        ready = _column(run, "vms_ready")
+        booting = _column(run, "vms_booting")
+        sls = _column(run, "served_serverless").astype(float) / run.tick_s
         ax.plot(t_min, demand, color="0.6", lw=0.6, label="demand (req/s)")
         ax.fill_between(t_min, 0, sls, color="tab:orange", alpha=0.6, lw=0,
                         label="served by serverless (req/s)")

@@ -1,18 +1,19 @@
-"""What one policy's run comes to: requests, SLA violations, latency, cost."""
+"""What one policy's run comes to: requests, SLA violations, latency, cost.
+
+`PolicyResult.as_dict()` is the stable row `libra-sim --json` and `--csv` print (docs/cli.md):
+its keys and their meaning do not change without a note there.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
-
-from libra.routing import Route
 from simulator.engine import Simulation
 
 
 @dataclass(frozen=True)
 class PolicyResult:
-    """One row of the comparison table. Definitions: docs/metrics.md."""
+    """One row of the comparison table. Definitions: docs/metrics.md and docs/cli.md."""
 
     policy: str
     requests: int
@@ -32,31 +33,52 @@ class PolicyResult:
     peak_vms: int
     cold_starts: int
     throttled: int
+    trace: str = ""
+    preset: str = ""
+    serverless_warm_invocations: int = 0
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
+        """The stable row: the fields docs/cli.md lists, in that order."""
+        return {
+            "policy": self.policy,
+            "trace": self.trace,
+            "preset": self.preset,
+            "requests": self.requests,
+            "served_vm": self.served_vm,
+            "served_serverless": self.served_serverless,
+            "dropped": self.dropped,
+            "sla_violations": self.sla_violations,
+            "sla_violation_pct": self.sla_violation_pct,
+            "latency_p50_s": self.p50_latency_s,
+            "latency_p95_s": self.p95_latency_s,
+            "latency_p99_s": self.p99_latency_s,
+            "vm_cost_usd": self.vm_cost_usd,
+            "serverless_cost_usd": self.serverless_cost_usd,
+            "total_cost_usd": self.total_cost_usd,
+            "vm_seconds": self.vm_hours * 3600.0,
+            "max_vms": self.peak_vms,
+            "serverless_cold_starts": self.cold_starts,
+            "serverless_throttled": self.throttled,
+            "serverless_warm_invocations": self.serverless_warm_invocations,
+            "serverless_share_pct": self.serverless_share_pct,
+        }
 
 
-def summarise(name: str, sim: Simulation) -> PolicyResult:
+def summarise(name: str, sim: Simulation, *, trace: str = "", preset: str = "") -> PolicyResult:
     """Fold a finished simulation into its result row."""
-    latency, route = sim.rec.arrays()
-    n = len(latency)
-    served = ~np.isnan(latency)
-    late = served & (latency > sim.cfg.sla_s)
-    dropped = int(n - served.sum())
-    violations = int(late.sum()) + dropped
-    if served.any():
-        p50, p95, p99 = (float(x) for x in np.percentile(latency[served], [50, 95, 99]))
-    else:
-        p50 = p95 = p99 = float("nan")
+    rec = sim.rec
+    rec.fold()
+    n = rec.requests
+    dropped = rec.dropped
+    violations = rec.late + dropped
+    p50, p95, p99 = rec.percentiles_s((50.0, 95.0, 99.0))
     vm_cost, vm_s = sim.fleet.cost_usd(sim.duration_s)
     sls_cost = sim.pool.cost_usd()
-    n_sls = int((route == Route.SERVERLESS).sum())
     return PolicyResult(
         policy=name,
         requests=n,
-        served_vm=int((route == Route.VM).sum()),
-        served_serverless=n_sls,
+        served_vm=rec.served_vm,
+        served_serverless=rec.served_serverless,
         dropped=dropped,
         sla_violations=violations,
         sla_violation_pct=100.0 * violations / n if n else 0.0,
@@ -66,9 +88,12 @@ def summarise(name: str, sim: Simulation) -> PolicyResult:
         vm_cost_usd=vm_cost,
         serverless_cost_usd=sls_cost,
         total_cost_usd=vm_cost + sls_cost,
-        serverless_share_pct=100.0 * n_sls / n if n else 0.0,
+        serverless_share_pct=100.0 * rec.served_serverless / n if n else 0.0,
         vm_hours=vm_s / 3600.0,
-        peak_vms=max((r.vms_ready + r.vms_booting for r in sim.rec.decisions), default=0),
+        peak_vms=sim.max_vms,
         cold_starts=sim.pool.cold_starts,
         throttled=sim.pool.throttled,
+        trace=trace,
+        preset=preset,
+        serverless_warm_invocations=sim.pool.warm_invocations,
     )

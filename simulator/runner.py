@@ -1,7 +1,16 @@
-"""Replay one arrival sequence through several policies, each with a fresh policy object."""
+"""Replay one arrival stream through several policies, each with a fresh policy object.
+
+Policies are independent runs, so with `workers > 1` they run in separate processes (forked:
+each child reads the same stream object the parent opened, nothing is pickled but the results).
+Each run reports its own wall time and its process's peak resident memory.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import resource
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,17 +21,27 @@ from tqdm import tqdm
 from libra.policies import VMStatic, make_policy, policy_class
 from libra.policies.base import Policy
 from libra.policies.steps import vms_for_rate
+from simulator.arrivals import ArrivalStream
 from simulator.config import SimConfig
-from simulator.engine import Mode, Simulation
+from simulator.engine import Mode, Simulation, _as_stream
+from simulator.recorder import TickLog
 from simulator.results import PolicyResult, summarise
+from simulator.trace_base import Trace
 
-DEFAULT_POLICIES = ("vm-static", "vm-reactive", "serverless", "spock", "mark", "libra")
+DEFAULT_POLICIES = ("vm-static", "vm-reactive", "serverless", "spock", "mark", "libra-paper",
+                    "libra")
 
 
 @dataclass
 class PolicyRun:
+    """One policy's result, its decision stream (if recorded) and what the run cost to compute."""
+
     result: PolicyResult
-    sim: Simulation
+    ticks: TickLog | None
+    tick_s: float
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    sim: Simulation | None = None  # only for runs in this process
 
 
 def peak_rps(arrivals_s: np.ndarray) -> float:
@@ -33,34 +52,77 @@ def peak_rps(arrivals_s: np.ndarray) -> float:
 
 
 def build_policy(
-    name: str, arrivals_s: np.ndarray, cfg: SimConfig, params: Mapping[str, Any] | None = None
+    name: str, stream: ArrivalStream, cfg: SimConfig, params: Mapping[str, Any] | None = None
 ) -> Policy:
     """A fresh policy; `vm-static` gets its fleet sized for this trace's peak unless given one."""
     params = dict(params or {})
     if policy_class(name) is VMStatic and "fleet_size" not in params:
-        return VMStatic.for_peak(peak_rps(arrivals_s), cfg.vm.capacity_rps, cfg.static_utilisation)
+        return VMStatic.for_peak(stream.peak_rps(), cfg.vm.capacity_rps, cfg.static_utilisation)
     return make_policy(name, **params)
 
 
-def initial_fleet(policy: Policy, arrivals_s: np.ndarray, cfg: SimConfig) -> int:
-    """VMs already running when the replay starts (see `SimConfig.initial_vms`)."""
+def initial_fleet(policy: Policy, stream: ArrivalStream, cfg: SimConfig) -> int:
+    """VMs running (or booting) when the replay starts (see `SimConfig.initial_vms`)."""
     if isinstance(policy, VMStatic):
         return policy.fleet_size
     if policy.name == "serverless":
         return 0
     if cfg.initial_vms != "auto":
         return int(cfg.initial_vms)
-    first_minute = int(np.searchsorted(arrivals_s, 60.0))
-    return vms_for_rate(first_minute / 60.0, cfg.vm.capacity_rps)
+    return vms_for_rate(stream.first_seconds_rate_rps(60.0), cfg.vm.capacity_rps)
 
 
 def _advance(bar: tqdm, tick_s: float) -> Callable[[float], None]:
     return lambda _now_s: bar.update(tick_s)
 
 
+@dataclass(frozen=True)
+class _Job:
+    stream: ArrivalStream
+    cfg: SimConfig
+    params: Mapping[str, Mapping[str, Any]]
+    mode: Mode
+    keep_requests: bool
+    record_ticks: bool
+    trace_name: str
+    preset: str
+    progress: bool = False
+
+
+def _run_one(job: _Job, name: str) -> PolicyRun:
+    started = time.perf_counter()
+    policy = build_policy(name, job.stream, job.cfg, job.params.get(name))
+    with tqdm(total=round(job.stream.duration_s), desc=name, unit="sim-s",
+              disable=not job.progress, leave=False, mininterval=0.5) as bar:
+        sim = Simulation(
+            job.stream, None, policy, job.cfg,
+            initial_vms=initial_fleet(policy, job.stream, job.cfg),
+            mode=job.mode,
+            on_tick=_advance(bar, job.cfg.tick_s) if job.progress else None,
+            keep_requests=job.keep_requests,
+            record_ticks=job.record_ticks,
+        ).run()
+    result = summarise(name, sim, trace=job.trace_name, preset=job.preset)
+    return PolicyRun(result, sim.rec.ticks, job.cfg.tick_s, time.perf_counter() - started,
+                     _peak_rss_mb(), sim)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_FORKED: dict[str, _Job] = {}  # set before forking workers; children read it, not a pickle
+
+
+def _run_in_child(name: str) -> PolicyRun:
+    run = _run_one(_FORKED["job"], name)
+    run.sim = None  # SimPy state does not pickle; the result and the tick log do
+    return run
+
+
 def run_policies(
-    arrivals_s: np.ndarray,
-    duration_s: float,
+    arrivals: np.ndarray | ArrivalStream | Trace,
+    duration_s: float | None = None,
     names: Sequence[str] = DEFAULT_POLICIES,
     cfg: SimConfig | None = None,
     *,
@@ -68,28 +130,43 @@ def run_policies(
     mode: Mode = "batched",
     progress: bool = False,
     keep_requests: bool = True,
+    record_ticks: bool = True,
+    workers: int = 1,
+    trace_name: str = "",
+    preset: str = "",
 ) -> list[PolicyRun]:
     """Replay the same arrivals through each named policy and summarise each run.
 
-    With `keep_requests=False` each run's per-request arrays are freed once summarised (the
-    decision stream stays, for plots): a 24 h trace x 6 policies then fits in memory.
+    `keep_requests=False` keeps no per-request arrays (memory flat in the trace length);
+    `record_ticks=False` keeps no per-tick decision stream either (no plot, timeline or
+    decisions file then). `workers > 1` runs that many policies at once in forked processes
+    (their `sim` is then None).
     """
     cfg = cfg or SimConfig()
     params = params or {}
     for name in names:
         policy_class(name)  # fail on a bad name before any work
-    runs: list[PolicyRun] = []
+    stream = _as_stream(arrivals, duration_s)
+    job = _Job(stream, cfg, params, mode, keep_requests, record_ticks,
+               trace_name or stream.name, preset, progress and workers <= 1)
     for name in names:
-        policy = build_policy(name, arrivals_s, cfg, params.get(name))
-        with tqdm(total=round(duration_s), desc=name, unit="sim-s", disable=not progress,
-                  leave=False, mininterval=0.5) as bar:
-            sim = Simulation(
-                arrivals_s, duration_s, policy, cfg,
-                initial_vms=initial_fleet(policy, arrivals_s, cfg),
-                mode=mode,
-                on_tick=_advance(bar, cfg.tick_s) if progress else None,
-            ).run()
-        runs.append(PolicyRun(summarise(name, sim), sim))
-        if not keep_requests:
-            sim.drop_request_data()
-    return runs
+        build_policy(name, stream, cfg, params.get(name))  # bad parameters fail here, too
+    workers = max(1, min(workers, len(names)))
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_run_one(job, name) for name in names]
+    _FORKED["job"] = job
+    try:
+        # a fresh process per policy, so each run's peak memory is its own
+        context = multiprocessing.get_context("fork")
+        with context.Pool(processes=workers, maxtasksperchild=1) as pool:
+            return pool.map(_run_in_child, names, chunksize=1)
+    finally:
+        _FORKED.clear()
+
+
+def default_workers() -> int:
+    """Both cores of the development machine (all the cores this process may use)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -5,6 +5,12 @@ idle warm instance; with none, a new instance cold-starts, if the concurrency li
 scale-up rate (a token bucket: `scale_burst` at once, `scale_rate_per_s` after) allow it,
 else the request is throttled (dropped, as Lambda answers 429). Idle instances are reaped after
 `keep_alive_s`.
+
+A policy may ask for `n` instances kept warm (`keep_warm`), the way Lambda "warmers" do it:
+missing instances are started by a warm-up invocation (a cold start, billed like any: INIT when
+`bill_cold_start`, the minimum duration and the request fee), and an idle instance of the warm
+set is pinged (one invocation of the minimum billed duration plus the fee) before half its
+keep-alive has passed, so it is not reaped. Requests use warm instances like any idle one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class ServerlessPool:
         self.cold_starts = 0
         self.throttled = 0
         self.reaped = 0
+        self.warm_invocations = 0  # warm-up starts and keep-warm pings (billed, not requests)
 
     def release(self, now_s: float) -> None:
         """Move finished instances to idle and reap the ones idle past keep-alive."""
@@ -60,6 +67,38 @@ class ServerlessPool:
             self.billed_s.append(service_s + (cfg.cold_start_s if cfg.bill_cold_start else 0.0))
         heapq.heappush(self.busy_until, now_s + latency)
         return latency
+
+    def keep_warm(self, now_s: float, target: int) -> None:
+        """Keep `target` instances (busy or idle) alive: ping idle ones, start missing ones."""
+        if target <= 0:
+            return
+        self.release(now_s)
+        cfg, idle = self.cfg, self.idle_since
+        # the newest `keep` idle instances belong to the warm set; older ones may expire
+        keep = max(0, target - len(self.busy_until))
+        horizon_s = now_s - cfg.keep_alive_s / 2.0
+        stale = 0
+        while stale < len(idle) and idle[stale] < horizon_s:
+            stale += 1
+        expiring = max(0, len(idle) - keep)  # leftmost: not in the warm set
+        refresh = stale - expiring
+        if refresh > 0:
+            old = [idle.popleft() for _ in range(stale)]
+            for idle_s in reversed(old[:expiring]):
+                idle.appendleft(idle_s)
+            ping_s = cfg.billing_granularity_s
+            for _ in range(refresh):
+                idle.append(now_s)
+                self.billed_s.append(ping_s)
+            self.warm_invocations += refresh
+        missing = target - len(self.busy_until) - len(idle)
+        init_s = cfg.cold_start_s if cfg.bill_cold_start else 0.0
+        while missing > 0 and len(self.busy_until) < cfg.concurrency_limit and \
+                self._take_token(now_s):
+            heapq.heappush(self.busy_until, now_s + cfg.invoke_overhead_s + cfg.cold_start_s)
+            self.billed_s.append(init_s + cfg.billing_granularity_s)
+            self.warm_invocations += 1
+            missing -= 1
 
     def _take_token(self, now_s: float) -> bool:
         cfg = self.cfg

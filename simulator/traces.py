@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +31,14 @@ from typing import Literal, NoReturn
 
 import numpy as np
 
+from simulator.arrivals import ArrayStream, ArrivalStream, CountStream, to_epochs
 from simulator.errors import TraceFormatError
+from simulator.trace_base import SPREADS, Spread, Trace, spread_counts
 
-__all__ = ["FORMATS", "SPREADS", "Trace", "detect_format", "load_trace", "spread_counts"]
+__all__ = ["FORMATS", "SPREADS", "ArrivalStream", "Trace", "detect_format", "load_trace",
+           "open_trace", "spread_counts"]
 
 FORMATS = ("azure2019", "azure2021", "azure-llm", "timestamps", "per-second")
-SPREADS = ("poisson", "uniform")
-Spread = Literal["poisson", "uniform"]
 
 SECONDS_PER_MINUTE = 60.0
 SECONDS_PER_SECOND_BIN = 1.0
@@ -65,76 +66,6 @@ _EXPECTED_HEADERS = (
 
 
 # --------------------------------------------------------------------------------------------
-# The result
-# --------------------------------------------------------------------------------------------
-
-
-# eq=False: the generated __eq__ would compare arrays element-wise and raise on `bool(...)`.
-@dataclass(frozen=True, eq=False)
-class Trace:
-    """Arrival times of one request trace, ready to replay.
-
-    ``arrivals_s`` is float64, sorted ascending, in seconds from the trace start (>= 0) and
-    read-only, so one loaded trace can be shared by every simulated policy without copies.
-    ``duration_s`` is the span the trace covers (``n_minutes * 60`` for a per-minute file, the
-    first-to-last span for per-request files); it is >= the last arrival.
-    """
-
-    name: str
-    arrivals_s: np.ndarray
-    duration_s: float
-    source: str
-
-    def __post_init__(self) -> None:
-        arrivals = np.asarray(self.arrivals_s, dtype=np.float64)
-        if arrivals.ndim != 1:
-            raise ValueError(f"arrivals_s must be one-dimensional, got shape {arrivals.shape}")
-        # A read-only view: the caller's own array stays writable, ours cannot drift.
-        arrivals = arrivals.view()
-        arrivals.flags.writeable = False
-        object.__setattr__(self, "arrivals_s", arrivals)
-        object.__setattr__(self, "duration_s", float(self.duration_s))
-        _check_trace_invariants(arrivals, self.duration_s)
-
-    def __len__(self) -> int:
-        return int(self.arrivals_s.shape[0])
-
-    def per_second_counts(self) -> np.ndarray:
-        """Requests per whole second over ``ceil(duration_s)`` seconds (int64).
-
-        Second ``i`` counts arrivals in ``[i, i + 1)``; an arrival exactly at a whole-second
-        ``duration_s`` (a per-request trace ends on its last arrival) is counted in the last second.
-        """
-        n_seconds = math.ceil(self.duration_s)
-        if len(self) and n_seconds == 0:
-            n_seconds = 1  # a single instant still occupies one second
-        if n_seconds == 0:
-            return np.zeros(0, dtype=np.int64)
-        index = np.minimum(self.arrivals_s.astype(np.int64), n_seconds - 1)
-        return np.bincount(index, minlength=n_seconds).astype(np.int64)
-
-    @property
-    def mean_rate_per_s(self) -> float:
-        """Average requests per second over the trace span (0 for an empty span)."""
-        return len(self) / self.duration_s if self.duration_s > 0 else 0.0
-
-
-def _check_trace_invariants(arrivals_s: np.ndarray, duration_s: float) -> None:
-    if not math.isfinite(duration_s) or duration_s < 0:
-        raise ValueError(f"duration_s must be finite and >= 0, got {duration_s}")
-    if arrivals_s.size == 0:
-        return
-    if not np.all(np.isfinite(arrivals_s[[0, -1]])) or arrivals_s[0] < 0:
-        raise ValueError(f"arrivals_s must be finite and >= 0, first is {arrivals_s[0]}")
-    if arrivals_s.size > 1 and not bool(np.all(arrivals_s[1:] >= arrivals_s[:-1])):
-        raise ValueError("arrivals_s must be sorted ascending")
-    if arrivals_s[-1] > duration_s:
-        raise ValueError(
-            f"duration_s ({duration_s}) must be >= the last arrival ({arrivals_s[-1]})"
-        )
-
-
-# --------------------------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------------------------
 
@@ -145,13 +76,43 @@ def load_trace(
     fmt: str = "auto",
     function: str | None = None,
     app: str | None = None,
+    top: int | None = None,
     scale: float = 1.0,
     start_s: float = 0.0,
     end_s: float | None = None,
     spread: Spread = "poisson",
     seed: int = 0,
+    epoch_s: float | None = None,
 ) -> Trace:
     """Read one trace file (or several, back to back) into a :class:`Trace`.
+
+    The arrivals are exactly those :func:`open_trace` streams with the same arguments (see
+    there for every argument); use that for long traces, this for small ones and for analysis.
+    """
+    return open_trace(paths, fmt=fmt, function=function, app=app, top=top, scale=scale,
+                      start_s=start_s, end_s=end_s, spread=spread, seed=seed,
+                      epoch_s=epoch_s).materialize()
+
+
+def open_trace(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    fmt: str = "auto",
+    function: str | None = None,
+    app: str | None = None,
+    top: int | None = None,
+    scale: float = 1.0,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    spread: Spread = "poisson",
+    seed: int = 0,
+    epoch_s: float | None = None,
+) -> ArrivalStream:
+    """Read one trace file (or several, back to back) as a stream of arrivals.
+
+    Count formats (azure2019, per-second) keep only their counts in memory and spread one chunk
+    of trace time at a time (:mod:`simulator.arrivals`); per-request formats are read whole
+    (they are small) and handed out in chunks.
 
     Args:
         paths: a file, or a list of files concatenated in time (day 2 follows day 1). All must
@@ -161,6 +122,9 @@ def load_trace(
             In several day files a function absent from some days counts zero there.
         app: azure2019 / azure2021 only: keep one app (the sum of its functions). With
             ``function`` too, keep that function within that app. Neither: all rows summed.
+        top: azure2019 only: keep the ``top`` functions with the most invocations over all the
+            files (a function is its HashOwner, HashApp, HashFunction; ties broken by first
+            appearance), summed. Combines with ``app`` (the top functions of that app).
         scale: multiply the request rate. Count formats (azure2019, per-second): each bin's count
             becomes ``count * scale`` rounded stochastically (floor plus a Bernoulli draw of the
             fraction), then spread. Per-request formats: each arrival becomes ``floor(scale)``
@@ -176,7 +140,11 @@ def load_trace(
         spread: how count formats place a bin's arrivals: ``"poisson"`` (sorted uniform draws,
             i.e. a Poisson process conditioned on the exact count) or ``"uniform"`` (evenly
             spaced at ``(j + 0.5) * bin / count``).
-        seed: seeds the one random generator behind spreading and scaling.
+        seed: seeds scaling (one generator) and spreading (one generator per chunk).
+        epoch_s: move every arrival to the start of its epoch (a multiple of ``epoch_s`` of
+            trace time, after spreading and scaling, before the window cut). LIBRA's simulator
+            handles a second's requests together (``epoch_s=1``: a 1 s request served at once
+            frees its slot exactly when the next second's requests arrive). None: keep times.
 
     Raises:
         TraceFormatError: a file is missing, empty or malformed, or an id is not in it.
@@ -184,71 +152,39 @@ def load_trace(
     """
     path_list = _as_path_list(paths)
     _check_arguments(fmt=fmt, scale=scale, start_s=start_s, end_s=end_s, spread=spread, seed=seed)
+    if epoch_s is not None and not (math.isfinite(epoch_s) and epoch_s > 0):
+        raise ValueError(f"epoch_s must be a finite number of seconds > 0, got {epoch_s}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
+                            or top < 1):
+        raise ValueError(f"top must be a whole number of functions >= 1, got {top!r}")
     formats = _resolve_formats(path_list, fmt)
     kind = formats[0]
-    _check_selection_applies(kind, function, app)
+    _check_selection_applies(kind, function, app, top)
+    if function is not None and top is not None:
+        raise ValueError("function= keeps one function and top= the busiest N: give one of them")
+    name = _trace_name(path_list, function=function, app=app, top=top, scale=scale,
+                       start_s=start_s, end_s=end_s)
+    source = ", ".join(str(p) for p in path_list)
     rng = np.random.default_rng(seed)
     if kind in ("azure2019", "per-second"):
-        arrivals_s, duration_s = _load_count_format(
-            path_list, kind, function=function, app=app, scale=scale, spread=spread, rng=rng
-        )
-    else:
-        arrivals_s, duration_s = _load_request_format(
-            path_list, kind, function=function, app=app, scale=scale, rng=rng
-        )
-    arrivals_s, duration_s = _cut_window(arrivals_s, duration_s, start_s, end_s)
-    return Trace(
-        name=_trace_name(path_list, function=function, app=app, scale=scale, start_s=start_s,
-                         end_s=end_s),
-        arrivals_s=arrivals_s,
-        duration_s=duration_s,
-        source=", ".join(str(p) for p in path_list),
+        counts, bin_s = _read_count_series(path_list, kind, function=function, app=app, top=top)
+        counts = _scale_counts(counts, scale, rng)
+        full_s = counts.size * bin_s
+        if start_s >= full_s and (start_s > 0 or full_s > 0):
+            raise ValueError(f"start_s={start_s:g} is at or past the end of the trace "
+                             f"({full_s:g} s)")
+        stop_s = full_s if end_s is None else min(end_s, full_s)
+        return CountStream(name=name, source=source, duration_s=stop_s - start_s, counts=counts,
+                           bin_s=bin_s, spread=spread, seed=seed, start_s=start_s, stop_s=stop_s,
+                           epoch_s=epoch_s)
+    arrivals_s, duration_s = _load_request_format(
+        path_list, kind, function=function, app=app, scale=scale, rng=rng
     )
-
-
-def spread_counts(
-    counts: np.ndarray, bin_s: float, *, spread: Spread = "poisson",
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Sorted arrival times (float64 s) for ``counts[i]`` requests in ``[i*bin_s, (i+1)*bin_s)``.
-
-    ``"poisson"`` draws each bin's arrivals uniformly inside the bin and sorts them: a Poisson
-    process conditioned on the bin's count, so every count is conserved exactly. ``"uniform"``
-    spaces them evenly at ``(j + 0.5) * bin_s / count``. Vectorised (one ``np.repeat`` and one
-    sort), because a day of Azure Functions is ~10 M arrivals.
-    """
-    counts = np.asarray(counts)
-    if counts.ndim != 1:
-        raise ValueError(f"counts must be one-dimensional, got shape {counts.shape}")
-    if counts.size and not np.array_equal(counts, np.round(counts)):
-        raise ValueError("counts must be whole numbers (requests per bin)")
-    if counts.size and counts.min() < 0:
-        raise ValueError("counts must be >= 0")
-    if not bin_s > 0:
-        raise ValueError(f"bin_s must be > 0, got {bin_s}")
-    if spread not in SPREADS:
-        raise ValueError(f"unknown spread {spread!r}; choose one of {', '.join(SPREADS)}")
-    counts = counts.astype(np.int64, copy=False)
-    total = int(counts.sum())
-    bin_starts_s = np.arange(counts.size, dtype=np.float64) * bin_s
-    starts_s = np.repeat(bin_starts_s, counts)
-    if spread == "uniform":
-        first_index = np.repeat(np.cumsum(counts) - counts, counts)
-        rank = np.arange(total, dtype=np.int64) - first_index
-        per_bin = np.repeat(counts, counts).astype(np.float64)
-        return starts_s + (rank + 0.5) * (bin_s / per_bin)
-    if rng is None:
-        rng = np.random.default_rng()
-    arrivals_s = rng.random(total)
-    np.multiply(arrivals_s, bin_s, out=arrivals_s)
-    np.add(arrivals_s, starts_s, out=arrivals_s)
-    # start + u*bin can round up onto the next bin's start far from 0; pull those back inside.
-    np.add(starts_s, bin_s, out=starts_s)
-    spilled = arrivals_s >= starts_s
-    if spilled.any():
-        arrivals_s[spilled] = np.nextafter(starts_s[spilled], -np.inf)
-    arrivals_s.sort()
-    return arrivals_s
+    if epoch_s is not None:
+        arrivals_s = to_epochs(arrivals_s, epoch_s)
+    arrivals_s, duration_s = _cut_window(arrivals_s, duration_s, start_s, end_s)
+    trace = Trace(name=name, arrivals_s=arrivals_s, duration_s=duration_s, source=source)
+    return ArrayStream.of(trace)
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,12 +256,17 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def _check_selection_applies(kind: str, function: str | None, app: str | None) -> None:
+def _check_selection_applies(
+    kind: str, function: str | None, app: str | None, top: int | None
+) -> None:
     if (function is not None or app is not None) and kind not in ("azure2019", "azure2021"):
         raise ValueError(
             f"function=/app= select rows of azure2019 or azure2021 traces; a {kind} trace has no "
             "function or app ids"
         )
+    if top is not None and kind != "azure2019":
+        raise ValueError(f"top= ranks the functions of an azure2019 trace by invocations; a "
+                         f"{kind} trace has no per-function counts")
 
 
 def _is_number(text: str) -> bool:
@@ -424,25 +365,39 @@ class _Azure2019Layout:
     n_columns: int
     function_col: int
     app_col: int
+    owner_col: int
     first_count_col: int
     minute_labels: tuple[str, ...]
 
 
-def _load_count_format(
-    path_list: list[Path], kind: str, *, function: str | None, app: str | None, scale: float,
-    spread: Spread, rng: np.random.Generator,
+RowKey = tuple[str, str, str]  # (HashOwner, HashApp, HashFunction): one function
+
+
+def _read_count_series(
+    path_list: list[Path], kind: str, *, function: str | None, app: str | None, top: int | None
 ) -> tuple[np.ndarray, float]:
-    if kind == "azure2019":
-        ids = _IdIndex()
-        series = [_read_azure2019(path, function, app, ids) for path in path_list]
-        _check_ids_found(path_list, function, app, ids)
-        bin_s = SECONDS_PER_MINUTE
-    else:
+    """The selected counts per bin of all files back to back (int64), and the bin in seconds."""
+    if kind != "azure2019":
         series = [_read_per_second(path) for path in path_list]
-        bin_s = SECONDS_PER_SECOND_BIN
-    counts = np.concatenate(series)
-    counts = _scale_counts(counts, scale, rng)
-    return spread_counts(counts, bin_s, spread=spread, rng=rng), counts.size * bin_s
+        return np.concatenate(series), SECONDS_PER_SECOND_BIN
+    ids = _IdIndex()
+    if top is None:
+        def keep(key: RowKey) -> bool:
+            return (function is None or key[2] == function) and (app is None or key[1] == app)
+    else:
+        # Pass 1 ranks functions by their total over every file; pass 2 sums the chosen ones.
+        totals: dict[RowKey, int] = {}
+        for path in path_list:
+            _read_azure2019(path, lambda key: app is None or key[1] == app, _IdIndex(), totals)
+        if app is not None and not totals:
+            _check_ids_found(path_list, None, app, _IdIndex())
+        chosen = set(sorted(totals, key=lambda k: -totals[k])[:top])
+
+        def keep(key: RowKey) -> bool:
+            return key in chosen
+    series = [_read_azure2019(path, keep, ids) for path in path_list]
+    _check_ids_found(path_list, function, app, ids)
+    return np.concatenate(series), SECONDS_PER_MINUTE
 
 
 def _azure2019_layout(path: Path, header: list[str]) -> _Azure2019Layout:
@@ -470,6 +425,7 @@ def _azure2019_layout(path: Path, header: list[str]) -> _Azure2019Layout:
         n_columns=len(names),
         function_col=names.index("HashFunction"),
         app_col=names.index("HashApp"),
+        owner_col=names.index("HashOwner"),
         first_count_col=first,
         minute_labels=tuple(names[first:]),
     )
@@ -495,30 +451,39 @@ def _minute_number(label: str) -> int | None:
 
 
 def _read_azure2019(
-    path: Path, function: str | None, app: str | None, ids: _IdIndex
+    path: Path, keep: Callable[[RowKey], bool], ids: _IdIndex,
+    totals: dict[RowKey, int] | None = None,
 ) -> np.ndarray:
-    """Per-minute counts of the selected rows of one file (all rows when nothing is selected)."""
+    """Per-minute counts summed over the rows `keep` selects, parsed 2,048 rows at a time.
+
+    With `totals`, each selected row's invocations over the file are also added to its key's
+    entry (the first pass of a top-N selection).
+    """
     lines = _read_lines(path)
     layout = _azure2019_layout(path, next(csv.reader([lines[0]])))
     total = np.zeros(len(layout.minute_labels), dtype=np.int64)
     cells: list[list[str]] = []
     line_nos: list[int] = []
     selected: list[bool] = []
+    keys: list[RowKey] = []
     n_rows = 0
     for line_no, row in _data_rows(lines, layout.n_columns, path, lines[0]):
         n_rows += 1
-        function_id, app_id = row[layout.function_col].strip(), row[layout.app_col].strip()
-        ids.functions.setdefault(function_id)
-        ids.apps.setdefault(app_id)
+        key = (row[layout.owner_col].strip(), row[layout.app_col].strip(),
+               row[layout.function_col].strip())
+        ids.functions.setdefault(key[2])
+        ids.apps.setdefault(key[1])
         cells.append(row[layout.first_count_col:])
         line_nos.append(line_no)
-        selected.append((function is None or function_id == function)
-                        and (app is None or app_id == app))
+        selected.append(keep(key))
+        keys.append(key)
         if len(cells) == _CHUNK_ROWS:
-            total += _sum_selected(path, cells, line_nos, selected=selected, layout=layout, ids=ids)
-            cells, line_nos, selected = [], [], []
+            total += _sum_selected(path, cells, line_nos, selected=selected, layout=layout, ids=ids,
+                                   keys=keys, totals=totals)
+            cells, line_nos, selected, keys = [], [], [], []
     if cells:
-        total += _sum_selected(path, cells, line_nos, selected=selected, layout=layout, ids=ids)
+        total += _sum_selected(path, cells, line_nos, selected=selected, layout=layout, ids=ids,
+                               keys=keys, totals=totals)
     if n_rows == 0:
         raise TraceFormatError(str(path), None, "has a header but no rows; expected one row per "
                                "function with its per-minute invocation counts")
@@ -527,11 +492,17 @@ def _read_azure2019(
 
 def _sum_selected(
     path: Path, cells: list[list[str]], line_nos: list[int], *, selected: list[bool],
-    layout: _Azure2019Layout, ids: _IdIndex,
+    layout: _Azure2019Layout, ids: _IdIndex, keys: list[RowKey],
+    totals: dict[RowKey, int] | None,
 ) -> np.ndarray:
     block = _parse_count_block(path, cells, line_nos, layout)
     mask = np.asarray(selected, dtype=bool)
     ids.matched_rows += int(mask.sum())
+    if totals is not None:
+        for key, row_total, chosen in zip(keys, block.sum(axis=1).tolist(), selected,
+                                          strict=True):
+            if chosen:
+                totals[key] = totals.get(key, 0) + row_total
     return block[mask].sum(axis=0)
 
 
@@ -838,14 +809,16 @@ def _cut_window(
 
 
 def _trace_name(
-    path_list: list[Path], *, function: str | None, app: str | None, scale: float, start_s: float,
-    end_s: float | None,
+    path_list: list[Path], *, function: str | None, app: str | None, top: int | None,
+    scale: float, start_s: float, end_s: float | None,
 ) -> str:
     name = "+".join(p.stem for p in path_list)
     if app is not None:
         name += f"[app={_short_id(app)}]"
     if function is not None:
         name += f"[function={_short_id(function)}]"
+    if top is not None:
+        name += f"[top={top}]"
     if scale != 1.0:
         name += f"x{scale:g}"
     if start_s != 0.0 or end_s is not None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from libra.policies.base import Decision, Observation, Policy
 from libra.policies.libra import Libra
+from libra.policies.libra_paper import LibraPaper
 from libra.policies.mark import Mark
 from libra.policies.serverless import ServerlessOnly
 from libra.policies.spock import Spock
@@ -13,7 +14,8 @@ from libra.policies.vm_reactive import VMReactive
 from libra.policies.vm_static import VMStatic
 
 POLICIES: dict[str, type[Any]] = {
-    cls.name: cls for cls in (VMStatic, VMReactive, ServerlessOnly, Spock, Mark, Libra)
+    cls.name: cls
+    for cls in (VMStatic, VMReactive, ServerlessOnly, Spock, Mark, LibraPaper, Libra)
 }
 
 
@@ -42,6 +44,7 @@ __all__ = [
     "POLICIES",
     "Decision",
     "Libra",
+    "LibraPaper",
     "Mark",
     "Observation",
     "Policy",

@@ -19,6 +19,10 @@ class Observation:
 
     `arrivals_per_s` holds the request counts of the most recent whole seconds, oldest first: its
     last element is the second that just ended. `arrivals_per_min` does the same for whole minutes.
+
+    The fields after `serverless_cost_per_request_usd` describe the platform's limits (cold start,
+    concurrency limit, EC2's billing minimum); they default to "unknown / none" so an observer
+    that does not know them (an older live controller) still builds a valid observation.
     """
 
     now_s: float
@@ -33,11 +37,17 @@ class Observation:
     vm_boot_s: float = 0.0
     vm_price_per_s_usd: float = 0.0
     serverless_cost_per_request_usd: float = 0.0
+    serverless_cold_start_s: float = 0.0
+    serverless_service_s: float = 0.0
+    serverless_concurrency_limit: int = 0  # 0: no known limit
+    serverless_instances: int = 0  # warm instances, busy or idle
+    vm_min_billing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.vm_capacity_rps <= 0:
             raise ValueError(f"vm_capacity_rps ({self.vm_capacity_rps}) must be positive")
-        for name in ("vms_ready", "vms_booting", "vms_draining", "serverless_in_flight"):
+        for name in ("vms_ready", "vms_booting", "vms_draining", "serverless_in_flight",
+                     "serverless_concurrency_limit", "serverless_instances"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} ({getattr(self, name)}) must not be negative")
         if self.sla_s <= 0:
@@ -67,11 +77,16 @@ class Decision:
     - `target_vms`: the fleet the provisioner should converge to (ready + booting).
     - `vm_quota_rps`: at most this many requests per second go to VMs (LIBRA's quota);
       None = no cap.
+    - `vm_quota_by_count`: True: the first `vm_quota_rps` requests of each second go to VMs even
+      when they must wait in the VM queue (the LIBRA paper's count-based split); False: a VM
+      takes a request only when it can finish it inside the SLA budget.
     - `spill_to_serverless`: a request that no ready VM can finish inside the SLA goes to serverless
       (True) or waits in the VM queue (False, VM-only behaviour).
     - `use_vms`: False routes everything to serverless (the serverless-only baseline).
     - `hold`: True when the policy had nothing to decide on; the controller keeps the current fleet.
     - `signals`: numbers worth recording in the decision stream (rates, panic flag, estimates).
+    - `serverless_warm`: serverless instances to keep warm (started ahead, pinged before their
+      keep-alive ends) so a burst does not meet cold starts; 0 = leave the pool to demand.
     """
 
     target_vms: int
@@ -81,12 +96,16 @@ class Decision:
     use_vms: bool = True
     hold: bool = False
     signals: Mapping[str, float] = field(default_factory=dict)
+    vm_quota_by_count: bool = False
+    serverless_warm: int = 0
 
     def __post_init__(self) -> None:
         if self.target_vms < 0:
             raise ValueError(f"target_vms ({self.target_vms}) must not be negative")
         if self.vm_quota_rps is not None and self.vm_quota_rps < 0:
             raise ValueError(f"vm_quota_rps ({self.vm_quota_rps}) must not be negative")
+        if self.serverless_warm < 0:
+            raise ValueError(f"serverless_warm ({self.serverless_warm}) must not be negative")
         if not self.reason:
             raise ValueError("a Decision needs a reason (it is logged and plotted)")
         if not self.use_vms and self.target_vms:

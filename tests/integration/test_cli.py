@@ -221,7 +221,7 @@ def test_plot_and_decisions_files_leave_json_on_stdout_intact(tmp_path: Path) ->
         assert sum(int(r["arrivals"]) for r in mine) <= doc["meta"]["requests"]
         served_serverless = sum(int(r["served_serverless"]) for r in mine)
         assert served_serverless <= results[policy]["served_serverless"]
-        assert max(int(r["vms_ready"]) for r in mine) <= results[policy]["peak_vms"]
+        assert max(int(r["vms_ready"]) for r in mine) <= results[policy]["max_vms"]
 
 
 def test_decisions_has_one_row_per_tick_at_a_longer_tick(tmp_path: Path) -> None:

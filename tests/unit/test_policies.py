@@ -68,8 +68,9 @@ def run_timeline(policy, rates: list[int], *, ready: int = 0, follow: bool = Tru
 
 
 # -- the contract --------------------------------------------------------------------------------
-def test_registry_has_the_six_policies_and_rejects_unknown_names() -> None:
-    assert set(POLICIES) == {"vm-static", "vm-reactive", "serverless", "spock", "mark", "libra"}
+def test_registry_has_every_policy_and_rejects_unknown_names() -> None:
+    assert set(POLICIES) == {"vm-static", "vm-reactive", "serverless", "spock", "mark",
+                             "libra-paper", "libra"}
     with pytest.raises(UnknownPolicyError, match="valid policies: vm-static, vm-reactive"):
         make_policy("autoscale")
     with pytest.raises(ValueError, match="bad parameters for policy 'libra'"):
