@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Libra serverless inference for AWS Lambda (handlers/lambda_function.py): the INT8 model on ONNX
+# Runtime's CPU provider, loaded once per instance at INIT. Build from the repository root:
+#   docker build --platform linux/amd64 -f infra/docker/lambda.Dockerfile -t libra-lambda .
+# Try it locally with the runtime interface emulator that the base image carries:
+#   docker run -p 9000:8080 libra-lambda
+#   curl -s localhost:9000/2015-03-31/functions/function/invocations -d '{"inputs": ...}'
+
+# --- model: `libra-model build` from the bundled weights; torch stays in this stage.
+FROM python:3.12-slim AS model
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libra libra
+COPY handlers handlers
+COPY simulator simulator
+RUN pip install '.[train]' \
+    && libra-model build --out /opt/libra/onnx --variant int8
+
+# --- the function: AWS's Python 3.12 base (Amazon Linux 2023, glibc 2.34 for the OpenCV and
+# PyAV wheels), the package and its dependencies in the task root, no torch.
+FROM public.ecr.aws/lambda/python:3.12
+COPY pyproject.toml README.md /tmp/src/
+COPY libra /tmp/src/libra
+COPY handlers /tmp/src/handlers
+COPY simulator /tmp/src/simulator
+RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" '/tmp/src[aws]' \
+    && rm -rf /tmp/src
+COPY --from=model /opt/libra/onnx/int8.onnx /opt/libra/int8.onnx
+# Read by the handler at INIT; infra/terraform sets the same on the function.
+ENV LIBRA_MODEL_PATH=/opt/libra/int8.onnx LIBRA_ORT_THREADS=1
+CMD ["handlers.lambda_function.handler"]

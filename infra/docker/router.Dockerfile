@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# Libra router (libra-serve: API, router, controller). CPU only: it decodes the media and routes;
+# the model runs on the workers and in Lambda. Build from the repository root:
+#   docker build -f infra/docker/router.Dockerfile -t libra-router .
+# With no LIBRA_* settings it runs the embedded platform (local CPU workers and a local
+# serverless pool, INT8), a smoke test of the image:
+#   docker run -p 8000:8000 libra-router
+# infra/terraform runs it with LIBRA_PROVISIONER=aws, LIBRA_SERVERLESS_DRIVER=aws and Redis.
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+# --- model: the manifest libra-serve reads, and the INT8 file its embedded mode runs
+FROM ${PYTHON_IMAGE} AS model
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libra libra
+COPY handlers handlers
+COPY simulator simulator
+RUN pip install '.[train]' \
+    && libra-model build --out /opt/libra/onnx --variant int8
+
+# --- runtime: no torch
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libra libra
+COPY handlers handlers
+COPY simulator simulator
+RUN pip install '.[aws]' && cd / && rm -rf /src
+COPY --from=model /opt/libra/onnx /opt/libra/onnx
+RUN useradd --system --no-create-home --uid 10001 libra
+ENV LIBRA_MODEL_DIR=/opt/libra/onnx LIBRA_LOG_DIR=/tmp/libra-logs LIBRA_WORKER_CPU_PRECISION=int8
+USER libra
+WORKDIR /tmp
+EXPOSE 8000
+CMD ["libra-serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# Libra GPU worker (handlers/worker.py): ONNX Runtime with the CUDA execution provider, serving
+# the FP16 model. Build from the repository root:
+#   docker build -f infra/docker/worker.Dockerfile -t libra-worker .
+# Run on a host with the NVIDIA driver and container toolkit:
+#   docker run --gpus all -p 8101:8101 libra-worker
+# CUDA and cuDNN come from PyPI wheels beside onnxruntime-gpu (its `cuda` and `cudnn` extras), so
+# the base image needs no CUDA and the host only the driver: onnxruntime-gpu 1.27 and later are
+# built for CUDA 13 (driver >= 580); on an older driver build with
+#   --build-arg ORT_GPU="onnxruntime-gpu[cuda,cudnn]==1.26.0"   (CUDA 12, driver >= 525)
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+# --- model: `libra-model build` exports the ONNX files from the weights bundled in the repo
+# (no data, no training, ~20 s); torch is needed for that and stays in this stage.
+FROM ${PYTHON_IMAGE} AS model
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libra libra
+COPY handlers handlers
+COPY simulator simulator
+RUN pip install '.[train]' \
+    && libra-model build --out /opt/libra/onnx --variant fp16
+
+# --- runtime: no torch, onnxruntime-gpu in place of the CPU onnxruntime
+FROM ${PYTHON_IMAGE} AS runtime
+ARG ORT_GPU="onnxruntime-gpu[cuda,cudnn]"
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY libra libra
+COPY handlers handlers
+COPY simulator simulator
+# Both wheels install the module `onnxruntime`: keep only the GPU one (docs/serving.md).
+RUN pip install . \
+    && pip uninstall -y onnxruntime \
+    && pip install "${ORT_GPU}" \
+    && cd / && rm -rf /src
+# The CUDA libraries live in site-packages/nvidia/*/lib: put them on the loader's path (cuDNN
+# is opened at run time), then fail the build if the CUDA provider would miss anything but the
+# driver's libcuda, which the NVIDIA container toolkit mounts at run time.
+RUN SITE="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && find "$SITE/nvidia" -name 'lib*.so*' -printf '%h\n' | sort -u > /etc/ld.so.conf.d/libra-nvidia.conf \
+    && ldconfig \
+    && python -c "import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers(), ort.get_available_providers()" \
+    && ! (ldd "$SITE/onnxruntime/capi/libonnxruntime_providers_cuda.so" | grep 'not found' | grep -v 'libcuda\.so\.1')
+COPY --from=model /opt/libra/onnx /opt/libra/onnx
+RUN useradd --system --no-create-home --uid 10001 libra
+USER libra
+WORKDIR /tmp
+EXPOSE 8101
+ENTRYPOINT ["libra-worker", "--model", "/opt/libra/onnx"]
+# infra/terraform's user_data replaces these with the private IP, instance id and batching flags.
+CMD ["--host", "0.0.0.0", "--port", "8101"]
