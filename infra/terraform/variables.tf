@@ -143,13 +143,13 @@ variable "certificate_arn" {
 }
 
 variable "policy" {
-  description = "Scaling policy the controller runs (LIBRA_POLICY): libra, vm-static, vm-reactive, serverless, spock or mark."
+  description = "Scaling policy the controller runs (LIBRA_POLICY): libra, libra-paper, vm-static, vm-reactive, serverless, spock or mark."
   type        = string
   default     = "libra"
 
   validation {
-    condition     = contains(["libra", "vm-static", "vm-reactive", "serverless", "spock", "mark"], var.policy)
-    error_message = "policy must be one of libra, vm-static, vm-reactive, serverless, spock, mark."
+    condition     = contains(["libra", "libra-paper", "vm-static", "vm-reactive", "serverless", "spock", "mark"], var.policy)
+    error_message = "policy must be one of libra, libra-paper, vm-static, vm-reactive, serverless, spock, mark."
   }
 }
 
