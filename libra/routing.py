@@ -12,7 +12,7 @@ import enum
 
 # Float sums of seconds carry ~1e-11 s of rounding noise on long traces: a request that fits the
 # budget exactly (a 1 s service under a 1 s SLA) must not be refused for it.
-_FIT_TOLERANCE_S = 1e-6
+FIT_TOLERANCE_S = 1e-6
 
 
 class Route(enum.IntEnum):
@@ -47,7 +47,7 @@ def choose_route(
     if quota_by_count and vm_wait_s is not None and quota_left and vm_wait_s <= queue_timeout_s:
         return Route.VM
     if vm_wait_s is not None and quota_left and \
-            vm_wait_s + expected_service_s <= sla_budget_s + _FIT_TOLERANCE_S:
+            vm_wait_s + expected_service_s <= sla_budget_s + FIT_TOLERANCE_S:
         return Route.VM
     if spill_to_serverless:
         return Route.SERVERLESS

@@ -29,7 +29,7 @@ from simulator.results import PolicyResult, summarise
 from simulator.trace_base import Trace
 
 DEFAULT_POLICIES = ("vm-static", "vm-reactive", "serverless", "spock", "mark", "libra-paper",
-                    "libra")
+                    "libra", "libra-forecast")
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Any
 
 from libra.policies.base import Decision, Observation, Policy
 from libra.policies.libra import Libra
+from libra.policies.libra_forecast import LibraForecast
 from libra.policies.libra_paper import LibraPaper
 from libra.policies.mark import Mark
 from libra.policies.serverless import ServerlessOnly
@@ -15,7 +16,8 @@ from libra.policies.vm_static import VMStatic
 
 POLICIES: dict[str, type[Any]] = {
     cls.name: cls
-    for cls in (VMStatic, VMReactive, ServerlessOnly, Spock, Mark, LibraPaper, Libra)
+    for cls in (VMStatic, VMReactive, ServerlessOnly, Spock, Mark, LibraPaper, Libra,
+                LibraForecast)
 }
 
 
@@ -44,6 +46,7 @@ __all__ = [
     "POLICIES",
     "Decision",
     "Libra",
+    "LibraForecast",
     "LibraPaper",
     "Mark",
     "Observation",
