@@ -167,6 +167,8 @@ class Simulation:
         if self.mode == "naive":
             self.env.process(self._arrivals())
         self.env.run()
+        if self.rec.ticks is not None:
+            self.rec.ticks.fill_arrivals_in_tick(self.per_second, self.cfg.tick_s)
         self.rec.fold()
         self.pool.fold_billing()
         return self

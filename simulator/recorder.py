@@ -49,8 +49,8 @@ class DecisionRow:
     serverless_warm: int = 0
 
 
-_INT_COLUMNS = ("arrivals", "target_vms", "vms_ready", "vms_booting", "vms_draining",
-                "serverless_in_flight", "serverless_instances", "served_serverless",
+_INT_COLUMNS = ("arrivals", "arrivals_in_tick", "target_vms", "vms_ready", "vms_booting",
+                "vms_draining", "serverless_in_flight", "serverless_instances", "served_serverless",
                 "serverless_warm", "spill", "reason")
 _FLOAT_COLUMNS = ("t_s", "vm_quota_rps", "policy_eval_s")
 
@@ -106,6 +106,15 @@ class TickLog:
                 bigger = np.full(self._cap, fill, dtype=column.dtype)
                 bigger[: column.size] = column
                 table[name] = bigger
+
+    def fill_arrivals_in_tick(self, per_second: list[int], tick_s: float) -> None:
+        """Arrivals in [t, t + tick) for each row t: the requests the row's decision governed."""
+        counts = np.asarray(per_second, dtype=np.int64)
+        cumulative = np.concatenate([[0], np.cumsum(counts)])
+        starts = self.floats["t_s"][: self.n]
+        lo = np.clip(np.floor(starts + 1e-9).astype(np.int64), 0, counts.size)
+        hi = np.clip(np.floor(starts + tick_s + 1e-9).astype(np.int64), 0, counts.size)
+        self.ints["arrivals_in_tick"][: self.n] = cumulative[hi] - cumulative[lo]
 
     def column(self, name: str) -> np.ndarray:
         """One column, trimmed to the ticks recorded."""

@@ -112,23 +112,29 @@ TIMELINE_COLUMNS = ("policy", "t_s", "arrivals", "vms_ready", "vms_booting", "vm
 
 
 def write_timeline(runs: Sequence[PolicyRun], path: Path) -> None:
-    """Per tick (1 s by default) and policy: arrivals, VMs, quota, serverless (docs/cli.md)."""
+    """One row per tick (1 s by default) and policy; columns in docs/cli.md.
+
+    Row t: `arrivals` in [t, t + tick), the VMs and serverless instances the tick at t saw, the
+    decision made then (`target_vms`, `vm_quota_rps`, `serverless_warm`), and `served_serverless`
+    in the tick before t (what the controller had seen spill).
+    """
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(TIMELINE_COLUMNS)
         for run in runs:
             if run.ticks is None:
                 continue
-            cols = {name: _column(run, name).tolist() for name in TIMELINE_COLUMNS[1:]}
+            cols = {name: _column(run, name).tolist() for name in (
+                "t_s", "arrivals_in_tick", *TIMELINE_COLUMNS[3:])}
             policy = run.result.policy
             for i in range(run.ticks.n):
                 quota = cols["vm_quota_rps"][i]
                 writer.writerow([
-                    policy, f"{cols['t_s'][i]:g}", cols["arrivals"][i], cols["vms_ready"][i],
-                    cols["vms_booting"][i], cols["vms_draining"][i], cols["target_vms"][i],
-                    "" if math.isnan(quota) else f"{quota:g}", cols["serverless_in_flight"][i],
-                    cols["serverless_instances"][i], cols["serverless_warm"][i],
-                    cols["served_serverless"][i],
+                    policy, f"{cols['t_s'][i]:g}", cols["arrivals_in_tick"][i],
+                    cols["vms_ready"][i], cols["vms_booting"][i], cols["vms_draining"][i],
+                    cols["target_vms"][i], "" if math.isnan(quota) else f"{quota:g}",
+                    cols["serverless_in_flight"][i], cols["serverless_instances"][i],
+                    cols["serverless_warm"][i], cols["served_serverless"][i],
                 ])
 
 
