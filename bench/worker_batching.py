@@ -2,9 +2,10 @@
 
 Starts `handlers.worker` processes (one at a time) and drives each closed-loop with
 `--concurrency` clients sending the same full request (3.5 s of audio, 8 face frames, a
-sentence) for `--seconds`; reports requests/s and p50 latency, medians over `--rounds`
-alternating rounds, and the ratio batched / batch-1. On the GPU machine pass `--device cuda`
-(FP16 under the CUDA execution provider). Nothing is asserted; figures go to docs/benchmarks.md:
+sentence; `--request text`: the sentence alone) for `--seconds`; reports requests/s and p50
+latency, medians over `--rounds` alternating rounds, and the ratio batched / batch-1. On the
+GPU machine pass `--device cuda` (FP16 under the CUDA execution provider). Nothing is
+asserted; figures go to docs/benchmarks.md:
 
     python bench/worker_batching.py                          # CPU, about 2 minutes
     python bench/worker_batching.py --device cuda --batch 64 --concurrency 256
@@ -31,8 +32,9 @@ from libra.payload import encode_input  # noqa: E402
 from libra.provision.worker_process import WorkerProcess  # noqa: E402
 
 
-async def drive(url: str, concurrency: int, seconds: float) -> tuple[float, float]:
-    body = {"request_id": "bench", "inputs": encode_input(requests()["full"])}
+async def drive(url: str, concurrency: int, seconds: float,
+                request: str = "full") -> tuple[float, float]:
+    body = {"request_id": "bench", "inputs": encode_input(requests()[request])}
     latencies: list[float] = []
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(
             max_connections=concurrency, max_keepalive_connections=concurrency)) as client:
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--request", choices=["full", "text"], default="full",
+                        help="full: audio + video + text; text: one sentence")
     args = parser.parse_args()
     configs = {"batch 1": 1, f"batch {args.batch}": args.batch}
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
@@ -79,12 +83,14 @@ def main() -> None:
                 try:
                     url = worker.wait_ready(300)
                     device = httpx.get(f"{url}/readyz").json()["device"]
-                    results[name].append(asyncio.run(drive(url, args.concurrency, args.seconds)))
+                    results[name].append(asyncio.run(drive(url, args.concurrency, args.seconds,
+                                                               args.request)))
                 finally:
                     worker.drain()
                     worker.wait(30)
                     worker.close()
-    print(f"device {device}, {args.concurrency} concurrent clients, {args.seconds:.0f} s runs, "
+    print(f"device {device}, {args.request} requests, {args.concurrency} concurrent clients, "
+          f"{args.seconds:.0f} s runs, "
           f"{args.rounds} rounds (medians)")
     medians = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
                for k, v in results.items()}

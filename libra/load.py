@@ -55,6 +55,7 @@ class LoadReport:
     outcomes: list[Outcome] = field(default_factory=list)
     peak_vms: int = 0
     status: dict[str, Any] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def result(self, policy: str, sla_s: float) -> Any:
         from simulator.results import PolicyResult
@@ -78,6 +79,32 @@ class LoadReport:
             serverless_share_pct=100 * served_sls / len(ok) if ok else 0.0,
             vm_hours=0.0, peak_vms=self.peak_vms,
             cold_starts=sum(o.cold_start for o in ok), throttled=0)
+
+
+TIMELINE_FIELDS = ("t_s", "vms_ready", "vms_booting", "target_vms", "serverless_in_flight",
+                   "serverless_cold_starts", "routed_vm", "routed_serverless", "reason")
+
+
+def timeline_row(t_s: float, status: dict[str, Any]) -> dict[str, Any]:
+    """One poll of `/status` as a row with the columns `libra-sim --decisions` also has."""
+    decision = status.get("decision") or {}
+    routed = status.get("routed", {})
+    return {"t_s": round(t_s, 2), "vms_ready": status["fleet"]["ready"],
+            "vms_booting": status["fleet"]["booting"],
+            "target_vms": decision.get("target_vms", ""),
+            "serverless_in_flight": status["serverless"]["in_flight"],
+            "serverless_cold_starts": status["serverless"]["cold_starts"],
+            "routed_vm": routed.get("vm", 0), "routed_serverless": routed.get("serverless", 0),
+            "reason": decision.get("reason", "")}
+
+
+def write_timeline(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TIMELINE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 async def replay(url: str, offsets_s: np.ndarray, bodies: list[dict[str, Any]],
@@ -106,9 +133,11 @@ async def replay(url: str, offsets_s: np.ndarray, bodies: list[dict[str, Any]],
         async def watch() -> None:
             while True:
                 try:
-                    fleet = (await client.get(f"{url}/status")).json()["fleet"]
+                    status = (await client.get(f"{url}/status")).json()
+                    fleet = status["fleet"]
                     report.peak_vms = max(report.peak_vms, fleet["ready"] + fleet["booting"])
-                except (httpx.HTTPError, KeyError, ValueError):
+                    report.timeline.append(timeline_row(time.perf_counter() - start, status))
+                except (httpx.HTTPError, KeyError, ValueError, TypeError):
                     pass
                 await asyncio.sleep(poll_s)
 
@@ -134,8 +163,11 @@ async def replay(url: str, offsets_s: np.ndarray, bodies: list[dict[str, Any]],
 @click.option("--sla-s", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0)
 @click.option("--audio", is_flag=True, help="Send a 3 s audio clip with each text.")
+@click.option("--timeline", "timeline_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the server's fleet and decision, polled every second, to this CSV.")
 def main(trace_path: Path, url: str, speedup: float, duration_s: float, max_requests: int,
-         start_s: float, scale: float, sla_s: float, seed: int, audio: bool) -> None:
+         start_s: float, scale: float, sla_s: float, seed: int, audio: bool,
+         timeline_path: Path | None) -> None:
     """Replay TRACE against a running libra-serve and print libra-sim's table."""
     from simulator.report import table
     from simulator.traces import TraceFormatError, load_trace
@@ -163,6 +195,9 @@ def main(trace_path: Path, url: str, speedup: float, duration_s: float, max_requ
                f"(policy {status.get('policy')})")
     report = asyncio.run(replay(url, offsets, bodies))
     click.echo(table([report.result(f"{status.get('policy')} (live)", sla_s)]))
+    if timeline_path is not None:
+        write_timeline(timeline_path, report.timeline)
+        click.echo(f"timeline written to {timeline_path}")
 
 
 if __name__ == "__main__":

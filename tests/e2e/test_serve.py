@@ -178,3 +178,38 @@ def test_two_routers_share_the_rate_through_redis(built_models: tuple[Path, dict
     finally:
         a.stop()
         b.stop()
+
+
+def test_libra_load_replays_a_trace_and_records_the_fleet(vm_server: Server, tmp_path: Path
+                                                          ) -> None:
+    """`libra-load` sends every arrival of the slice, prints libra-sim's table, and writes the
+    server's fleet and decisions per second."""
+    trace = tmp_path / "arrivals.csv"
+    arrivals = np.sort(np.random.default_rng(0).uniform(0, 3, size=45))
+    trace.write_text("timestamp_s\n" + "\n".join(f"{t:.4f}" for t in arrivals) + "\n")
+    timeline = tmp_path / "timeline.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "libra.load", "--trace", str(trace), "--url", vm_server.url,
+         "--duration", "10", "--timeline", str(timeline)],
+        check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("vm-static (live)"))
+    cells = row.split()
+    assert cells[2] == "45"  # requests: every arrival was sent and answered
+    assert cells[-2] == "0.0"  # serverless %: vm-static keeps everything on its VM
+    rows = timeline.read_text().splitlines()
+    assert rows[0].startswith("t_s,vms_ready,vms_booting,target_vms")
+    assert len(rows) >= 3
+    assert all(r.split(",")[1] == "1" for r in rows[1:])
+
+
+def test_libra_load_names_the_bad_line_of_a_trace(vm_server: Server, tmp_path: Path) -> None:
+    trace = tmp_path / "broken.csv"
+    trace.write_text("timestamp_s\n0.5\nsoon\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "libra.load", "--trace", str(trace), "--url", vm_server.url],
+        check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "broken.csv:3" in done.stderr  # file and line
+    assert "soon" in done.stderr
+    assert "Traceback" not in done.stderr
