@@ -148,6 +148,16 @@ def _column(run: PolicyRun, name: str) -> np.ndarray:
     return run.ticks.column(name)
 
 
+def _mean_per_bucket(values: np.ndarray, points: int = 2000) -> np.ndarray:
+    """Means over consecutive buckets, so a 12 h run draws ~2,000 points, not 45,000."""
+    size = max(1, -(-values.size // points))
+    if size == 1:
+        return values
+    cut = values.size // size * size
+    head = values[:cut].reshape(-1, size).mean(axis=1)
+    return np.concatenate([head, [values[cut:].mean()]]) if cut < values.size else head
+
+
 def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
     """Per policy: demand and the part served by serverless (req/s), VMs ready and booting."""
     import matplotlib
@@ -158,11 +168,11 @@ def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
     fig, axes = plt.subplots(len(runs), 1, figsize=(11, 2.3 * len(runs) + 0.6), sharex=True,
                              squeeze=False)
     for ax, run in zip(axes[:, 0], runs, strict=True):
-        t_min = _column(run, "t_s") / 60.0
-        demand = _column(run, "arrivals").astype(float) / run.tick_s
-        ready = _column(run, "vms_ready")
-        booting = _column(run, "vms_booting")
-        sls = _column(run, "served_serverless").astype(float) / run.tick_s
+        t_min = _mean_per_bucket(_column(run, "t_s")) / 60.0
+        demand = _mean_per_bucket(_column(run, "arrivals").astype(float)) / run.tick_s
+        ready = _mean_per_bucket(_column(run, "vms_ready").astype(float))
+        booting = _mean_per_bucket(_column(run, "vms_booting").astype(float))
+        sls = _mean_per_bucket(_column(run, "served_serverless").astype(float)) / run.tick_s
         ax.plot(t_min, demand, color="0.6", lw=0.6, label="demand (req/s)")
         ax.fill_between(t_min, 0, sls, color="tab:orange", alpha=0.6, lw=0,
                         label="served by serverless (req/s)")
