@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from libra.model.drkf import AUDIO, DRKF, N_MODALITIES, TEXT, VIDEO
+from libra.model.drkf import AUDIO, N_MODALITIES, TEXT, ModalityModel
 from libra.model.features import FeatureSet
-from libra.model.late_fusion import LateFusion
 
 FACE_SHIFT_PX = 4
 FREQ_MASK_BANDS = 8
@@ -56,7 +55,7 @@ def gather(features: FeatureSet, idx: np.ndarray,
         mel = torch.from_numpy(features.arrays["audio_mel"][idx].astype(np.float32))
         frames = torch.from_numpy(features.arrays["audio_frames"][idx])
         if augment is not None:
-            mel = _mask_audio(mel, frames, augment)
+            mel = mask_audio(mel, frames, augment)
         return mel, frames
     faces = torch.from_numpy(features.arrays["faces"][idx])
     if augment is not None:
@@ -75,7 +74,7 @@ def _shift_and_flip(faces: Tensor, g: torch.Generator) -> Tensor:
                         for i in range(b)])
 
 
-def _mask_audio(mel: Tensor, frames: Tensor, g: torch.Generator) -> Tensor:
+def mask_audio(mel: Tensor, frames: Tensor, g: torch.Generator) -> Tensor:
     """SpecAugment-style masks filled with the clip's band means (0 after the encoder's own
     per-utterance normalisation), inside the valid frames only."""
     mel = mel.clone()
@@ -110,10 +109,10 @@ def make_batch(parts: Sequence[tuple[FeatureSet, np.ndarray, np.ndarray]], label
     return Batch(torch.from_numpy(np.asarray(labels, dtype=np.int64)), presence, rows, inputs)
 
 
-def encode_batch(model: DRKF | LateFusion, batch: Batch) -> Tensor:
-    """(B, 3, d) encoder vectors: each encoder on its present rows only, zeros elsewhere."""
-    encoders = {AUDIO: model.audio, VIDEO: model.face, TEXT: model.text}
-    features = torch.zeros(len(batch), N_MODALITIES, model.spec.d_model)
+def encode_batch(model: ModalityModel, batch: Batch) -> Tensor:
+    """(B, M, d) encoder vectors: each encoder on its present rows only, zeros elsewhere."""
+    encoders = model.encoders()
+    features = torch.zeros(len(batch), model.n_modalities, model.spec.d_model)
     for m, row_idx in batch.rows.items():
         encoded = encoders[m](*batch.inputs[m])
         features = features.index_put((row_idx, torch.full_like(row_idx, m)),
@@ -121,7 +120,7 @@ def encode_batch(model: DRKF | LateFusion, batch: Batch) -> Tensor:
     return features
 
 
-def run_batch(model: DRKF | LateFusion, batch: Batch) -> dict[str, Tensor]:
+def run_batch(model: ModalityModel, batch: Batch) -> dict[str, Tensor]:
     return model.fuse(encode_batch(model, batch), batch.presence)
 
 

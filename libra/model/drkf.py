@@ -13,14 +13,21 @@ lessons from DMD (CVPR 2023) and MCULoRA:
   Discrimination head keeps per-modality predictions and how much they disagree (cross-modal
   emotional inconsistency) and predicts whether the modalities agree; the Emotion
   Classification head reads the fused vector, the specific vectors and the disagreement.
-- A presence mask (B, 3) in `MODALITIES` order is an input: absent modalities are masked out of
+- A presence mask (B, M) in encoder order is an input: absent modalities are masked out of
   attention, pooling and losses, so any non-empty subset works.
+
+The encoders are pluggable (`ModalityModel`): the fusion takes one (B, d) vector per modality from
+whatever encoder produced it. The served model uses our own encoders on raw inputs (audio log-mel,
+face crops, MiniLM text, in `MODALITIES` order); the paired experiments (`libra.model.paired_eval`)
+run the same `DRKF` class on precomputed features through `FeatureProjection`, with their own
+modality count and label set.
 
 Torch lives under the `train` extra: serving runs the ONNX export with onnxruntime and numpy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +55,8 @@ class ModelSpec:
 
 class AudioEncoder(nn.Module):
     """Log-mel (B, n_mels, F) -> (B, d): per-utterance normalisation, conv stack, masked mean."""
+
+    input_names: tuple[str, ...] = ("audio_mel", "audio_frames")
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -78,6 +87,8 @@ class AudioEncoder(nn.Module):
 class FaceEncoder(nn.Module):
     """Face crops (B, N, 48, 48) in [0, 1] -> (B, d): a small CNN per frame, mean over frames."""
 
+    input_names: tuple[str, ...] = ("faces",)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
 
@@ -104,6 +115,8 @@ class FaceEncoder(nn.Module):
 class TextProjection(nn.Module):
     """Sentence embedding (B, text_dim) -> (B, d)."""
 
+    input_names: tuple[str, ...] = ("text_emb",)
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.LayerNorm(spec.text_dim), nn.Dropout(spec.dropout),
@@ -113,73 +126,152 @@ class TextProjection(nn.Module):
         return self.net(emb)
 
 
+class FeatureProjection(nn.Module):
+    """A precomputed feature vector (B, dim) -> (B, d): the encoder for inputs whose extractor is
+    not ours (OpenFace action units, the MOSI utterance features). Expects standardised inputs."""
+
+    def __init__(self, input_name: str, dim: int, d_model: int, dropout: float) -> None:
+        super().__init__()
+        self.input_names: tuple[str, ...] = (input_name,)
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, d_model), nn.GELU(),
+                                 nn.Dropout(dropout), nn.Linear(d_model, d_model))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def served_encoders(spec: ModelSpec) -> dict[str, nn.Module]:
+    """The encoders of the served model, in `MODALITIES` order (audio, video, text)."""
+    return {"audio": AudioEncoder(spec), "face": FaceEncoder(spec), "text": TextProjection(spec)}
+
+
 def _mlp(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(d_out, d_out))
 
 
 class ModalityModel(nn.Module):
-    """Encoders for the three modalities and a `fuse` step: what DRKF and its baselines share."""
+    """Pluggable encoders, one per modality, and a `fuse` step: what DRKF and its baselines share.
 
-    audio: AudioEncoder
-    face: FaceEncoder
-    text: TextProjection
+    `encoders` maps a module name to an encoder: any module with `input_names` (the names of its
+    forward arguments) that returns (B, d_model). Their order is the modality order of the
+    presence mask. Each encoder is registered under its own name (the served model's `audio`,
+    `face`, `text`), so the served checkpoints keep their parameter names. `forward` takes every
+    encoder input, positionally in that order or by name, then `presence` (B, M).
+    """
 
-    def encode(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor,
-               text_emb: Tensor) -> Tensor:
-        """(B, 3, d): one vector per modality (absent ones are computed and then masked)."""
+    def __init__(self, spec: ModelSpec, encoders: Mapping[str, nn.Module] | None,
+                 n_classes: int) -> None:
+        super().__init__()
+        self.spec = spec
+        chosen = dict(encoders) if encoders is not None else served_encoders(spec)
+        if not chosen:
+            raise ValueError("a model needs at least one encoder")
+        names = [n for enc in chosen.values() for n in _input_names(enc)]
+        if len(set(names)) != len(names) or "presence" in names:
+            raise ValueError(f"encoder input names must be unique and not 'presence': {names}")
+        for name, encoder in chosen.items():
+            self.add_module(name, encoder)
+        self.encoder_names: tuple[str, ...] = tuple(chosen)
+        self.input_names: tuple[str, ...] = tuple(names)
+        self.n_modalities = len(chosen)
+        self.n_classes = n_classes
+
+    def _check_encoders(self) -> None:
+        """Call at the end of a subclass's __init__: no fusion part replaced an encoder."""
+        for name in self.encoder_names:
+            if not hasattr(self.get_submodule(name), "input_names"):
+                raise ValueError(f"encoder name {name!r} is taken by a part of "
+                                 f"{type(self).__name__}; rename the encoder")
+
+    def encoders(self) -> list[nn.Module]:
+        """The encoder modules in modality order."""
+        return [self.get_submodule(name) for name in self.encoder_names]
+
+    def encode(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """(B, M, d): one vector per modality (absent ones are computed and then masked)."""
         return torch.stack(
-            [self.audio(audio_mel, audio_frames), self.face(faces), self.text(text_emb)], dim=1
-        )
+            [enc(*(inputs[n] for n in _input_names(enc))) for enc in self.encoders()], dim=1)
 
-    def forward(self, audio_mel: Tensor, audio_frames: Tensor, faces: Tensor, text_emb: Tensor,
-                presence: Tensor) -> dict[str, Tensor]:
-        return self.fuse(self.encode(audio_mel, audio_frames, faces, text_emb), presence)
+    def forward(self, *args: Tensor, **kwargs: Tensor) -> dict[str, Tensor]:
+        names = (*self.input_names, "presence")
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} inputs ({', '.join(names)})"
+                            f", got {len(args)}")
+        values = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in names or key in values:
+                raise TypeError(f"unexpected or repeated input {key!r}; inputs: {', '.join(names)}")
+            values[key] = value
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise TypeError(f"missing inputs: {', '.join(missing)}")
+        return self.fuse(self.encode(values), values["presence"])
 
     def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
 
-class DRKF(ModalityModel):
-    """The recognizer. `forward` takes encoded inputs and the presence mask; see module docs."""
+def _input_names(encoder: nn.Module) -> tuple[str, ...]:
+    names = getattr(encoder, "input_names", None)
+    if not isinstance(names, tuple) or not names:
+        raise ValueError(f"{type(encoder).__name__} has no `input_names`: an encoder must name "
+                         f"its forward arguments")
+    return names
 
-    def __init__(self, spec: ModelSpec | None = None) -> None:
-        super().__init__()
-        self.spec = spec = spec or ModelSpec()
-        d = spec.d_model
-        self.audio = AudioEncoder(spec)
-        self.face = FaceEncoder(spec)
-        self.text = TextProjection(spec)
-        self.shared = nn.ModuleList(_mlp(d, d, spec.dropout) for _ in MODALITIES)
-        self.specific = nn.ModuleList(_mlp(d, d, spec.dropout) for _ in MODALITIES)
-        self.modality_embedding = nn.Parameter(torch.zeros(N_MODALITIES, d))
+
+class DRKF(ModalityModel):
+    """The recognizer: ORL + KF over any pluggable encoders (served ones by default).
+
+    `emotion_discrimination=False` drops the Emotion Discrimination head (per-modality heads, their
+    disagreement, the consistency predictor): the ablation `ours-no-ed`.
+    """
+
+    def __init__(self, spec: ModelSpec | None = None,
+                 encoders: Mapping[str, nn.Module] | None = None, n_classes: int = N_CLASSES,
+                 emotion_discrimination: bool = True) -> None:
+        spec = spec or ModelSpec()
+        super().__init__(spec, encoders, n_classes)
+        d, m, c = spec.d_model, self.n_modalities, n_classes
+        self.emotion_discrimination = emotion_discrimination
+        self.shared = nn.ModuleList(_mlp(d, d, spec.dropout) for _ in range(m))
+        self.specific = nn.ModuleList(_mlp(d, d, spec.dropout) for _ in range(m))
+        self.modality_embedding = nn.Parameter(torch.zeros(m, d))
         layer = nn.TransformerEncoderLayer(d, spec.n_heads, 2 * d, spec.dropout, batch_first=True,
                                            norm_first=True)
         self.fusion = nn.TransformerEncoder(layer, spec.fusion_layers, enable_nested_tensor=False)
         self.dominance = nn.Linear(d, 1)
-        self.unimodal = nn.ModuleList(nn.Linear(2 * d, N_CLASSES) for _ in MODALITIES)
-        self.consistency = nn.Sequential(nn.Linear(2 * N_CLASSES, d), nn.GELU(), nn.Linear(d, 1))
-        self.modality_of_specific = nn.Linear(d, N_MODALITIES)
-        self.classify = nn.Sequential(nn.LayerNorm(2 * d + 2 * N_CLASSES), nn.Dropout(spec.dropout),
-                                      nn.Linear(2 * d + 2 * N_CLASSES, d), nn.GELU(),
-                                      nn.Linear(d, N_CLASSES))
+        if emotion_discrimination:
+            self.unimodal = nn.ModuleList(nn.Linear(2 * d, c) for _ in range(m))
+            self.consistency = nn.Sequential(nn.Linear(2 * c, d), nn.GELU(), nn.Linear(d, 1))
+        self.modality_of_specific = nn.Linear(d, m)
+        width = 2 * d + 2 * c if emotion_discrimination else 2 * d
+        self.classify = nn.Sequential(nn.LayerNorm(width), nn.Dropout(spec.dropout),
+                                      nn.Linear(width, d), nn.GELU(), nn.Linear(d, c))
+        self._check_encoders()
 
     def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
-        """ORL + KF over per-modality features (B, 3, d) and presence (B, 3) in {0, 1}."""
+        """ORL + KF over per-modality features (B, M, d) and presence (B, M) in {0, 1}."""
         present = presence.to(features.dtype)
         # a row with nothing present (the API refuses those) must still give finite numbers
         present = torch.where(present.sum(-1, keepdim=True) > 0, present,
                               F.one_hot(torch.zeros_like(present[:, 0], dtype=torch.long),
-                                        N_MODALITIES).to(present.dtype))
+                                        self.n_modalities).to(present.dtype))
         shared = torch.stack([f(features[:, m]) for m, f in enumerate(self.shared)], dim=1)
         specific = torch.stack([f(features[:, m]) for m, f in enumerate(self.specific)], dim=1)
         tokens = self.fusion(shared + self.modality_embedding, src_key_padding_mask=present < 0.5)
         scores = self.dominance(tokens).squeeze(-1) + (present - 1.0) * 1e4
         weights = torch.softmax(scores, dim=-1)  # which modality leads, among the present
         fused = (weights.unsqueeze(-1) * tokens).sum(1)
+        if not self.emotion_discrimination:
+            n_present = present.sum(-1, keepdim=True)
+            specific_mean = (specific * present.unsqueeze(-1)).sum(1) / n_present
+            return {"logits": self.classify(torch.cat([fused, specific_mean], dim=-1)),
+                    "weights": weights, "shared": shared, "specific": specific,
+                    "modality_logits": self.modality_of_specific(specific), "presence": present}
         unimodal = torch.stack(
             [head(torch.cat([shared[:, m], specific[:, m]], -1))
-             for m, head in enumerate(self.unimodal)], dim=1)  # (B, 3, C)
+             for m, head in enumerate(self.unimodal)], dim=1)  # (B, M, C)
         probs = torch.softmax(unimodal, -1) * present.unsqueeze(-1)
         n_present = present.sum(-1, keepdim=True)
         mean_probs = probs.sum(1) / n_present
@@ -249,22 +341,25 @@ def drkf_losses(out: dict[str, Tensor], labels: Tensor, weights: LossWeights = L
     - `consistency`: when `consistent` (B,) is given, whether the modalities agree on the emotion.
     """
     present = out["presence"]
+    n_modalities = present.shape[-1]
     ce = F.cross_entropy(out["logits"], labels)
-    uni = F.cross_entropy(out["unimodal_logits"].reshape(-1, N_CLASSES),
-                          labels.repeat_interleave(N_MODALITIES), reduction="none")
     mask = present.reshape(-1)
-    unimodal = (uni * mask).sum() / mask.sum().clamp(min=1)
+    losses = {"ce": ce}
+    total = ce
+    if "unimodal_logits" in out:  # absent without the Emotion Discrimination head
+        uni = F.cross_entropy(out["unimodal_logits"].reshape(-1, out["logits"].shape[-1]),
+                              labels.repeat_interleave(n_modalities), reduction="none")
+        losses["unimodal"] = (uni * mask).sum() / mask.sum().clamp(min=1)
+        total = total + weights.unimodal * losses["unimodal"]
     contrastive = supervised_info_nce(out["shared"], present, labels, weights.temperature)
     cos = F.cosine_similarity(out["shared"], out["specific"], dim=-1) ** 2
-    which = torch.arange(N_MODALITIES, device=labels.device).repeat(labels.shape[0])
-    sep_mod = F.cross_entropy(out["modality_logits"].reshape(-1, N_MODALITIES), which,
+    which = torch.arange(n_modalities, device=labels.device).repeat(labels.shape[0])
+    sep_mod = F.cross_entropy(out["modality_logits"].reshape(-1, n_modalities), which,
                               reduction="none")
     separation = ((cos.reshape(-1) + sep_mod) * mask).sum() / mask.sum().clamp(min=1)
-    losses = {"ce": ce, "unimodal": unimodal, "contrastive": contrastive,
-              "separation": separation}
-    total = (ce + weights.unimodal * unimodal + weights.contrastive * contrastive
-             + weights.separation * separation)
-    if consistent is not None:
+    losses |= {"contrastive": contrastive, "separation": separation}
+    total = total + weights.contrastive * contrastive + weights.separation * separation
+    if consistent is not None and "consistency_logit" in out:
         bce = F.binary_cross_entropy_with_logits(out["consistency_logit"], consistent.float())
         losses["consistency"] = bce
         total = total + weights.consistency * bce

@@ -1,43 +1,39 @@
-"""The plain late-fusion baseline: DRKF's encoders, one linear head per modality, averaged.
+"""The plain late-fusion baseline: the same pluggable encoders, one linear head per modality,
+probabilities averaged.
 
 Each present modality's encoder vector goes through its own linear classifier; the prediction is
 the mean of the present modalities' probabilities. Nothing is shared between modalities, so it
 measures what DRKF's decoupled representations and knowledge fusion add over the same encoders.
-Trained on one source it is the unimodal model (encoder plus linear head).
+Trained on one source (or with one modality present) it is the unimodal model (encoder plus
+linear head).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor, nn
 
-from libra.model.drkf import (
-    N_CLASSES,
-    AudioEncoder,
-    FaceEncoder,
-    ModalityModel,
-    ModelSpec,
-    TextProjection,
-)
-from libra.model.labels import MODALITIES
+from libra.model.drkf import N_CLASSES, ModalityModel, ModelSpec
 
 
 class LateFusion(ModalityModel):
     """Same inputs and `fuse` contract as `DRKF`; `logits` are log mean probabilities."""
 
-    def __init__(self, spec: ModelSpec | None = None) -> None:
-        super().__init__()
-        self.spec = spec = spec or ModelSpec()
-        self.audio = AudioEncoder(spec)
-        self.face = FaceEncoder(spec)
-        self.text = TextProjection(spec)
+    def __init__(self, spec: ModelSpec | None = None,
+                 encoders: Mapping[str, nn.Module] | None = None,
+                 n_classes: int = N_CLASSES) -> None:
+        spec = spec or ModelSpec()
+        super().__init__(spec, encoders, n_classes)
         self.heads = nn.ModuleList(
-            nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.d_model, N_CLASSES))
-            for _ in MODALITIES
+            nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(spec.d_model, n_classes))
+            for _ in range(self.n_modalities)
         )
+        self._check_encoders()
 
     def fuse(self, features: Tensor, presence: Tensor) -> dict[str, Tensor]:
-        """Per-modality logits (B, 3, C) and the log of the present modalities' mean probability."""
+        """Per-modality logits (B, M, C) and the log of the present modalities' mean probability."""
         present = presence.to(features.dtype)
         present = torch.where(present.sum(-1, keepdim=True) > 0, present,
                               torch.ones_like(present))  # nothing present: average all (finite)
@@ -50,9 +46,9 @@ class LateFusion(ModalityModel):
 
 def late_fusion_loss(out: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
     """Each present modality's head trained on its own (cross-entropy averaged over them)."""
-    uni = nn.functional.cross_entropy(out["unimodal_logits"].reshape(-1, N_CLASSES),
-                                      labels.repeat_interleave(len(MODALITIES)),
-                                      reduction="none")
+    n_modalities, n_classes = out["unimodal_logits"].shape[1:]
+    uni = nn.functional.cross_entropy(out["unimodal_logits"].reshape(-1, n_classes),
+                                      labels.repeat_interleave(n_modalities), reduction="none")
     mask = out["presence"].reshape(-1)
     loss = (uni * mask).sum() / mask.sum().clamp(min=1)
     return {"unimodal": loss, "total": loss}

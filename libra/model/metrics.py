@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,12 +12,15 @@ from libra.model.labels import EMOTIONS
 N_CLASSES = len(EMOTIONS)
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
+                           class_names: Sequence[str] = EMOTIONS) -> dict[str, Any]:
     """Accuracy, weighted and macro F1 (over the classes present in `y_true`, as sklearn does
-    with its default labels), and the confusion matrix over all `EMOTIONS` (rows = truth)."""
+    with its default labels), and the confusion matrix over all `class_names` (rows = truth;
+    `EMOTIONS` by default, another label set for the paired experiments)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
-    cm = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    n_classes = len(class_names)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     labels = np.union1d(np.unique(y_true), np.unique(y_pred))
     try:
@@ -33,7 +37,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
         "weighted_f1": weighted,
         "macro_f1": macro,
         "confusion_matrix": cm.tolist(),
-        "labels": list(EMOTIONS),
+        "labels": list(class_names),
     }
 
 
