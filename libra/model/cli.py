@@ -5,6 +5,8 @@
     python -m libra.model.cli train --model late-fusion --name late-fusion
     python -m libra.model.cli train --only audio --model late-fusion --name audio-only
     python -m libra.model.cli eval artifacts/runs/drkf-full --split test
+    python -m libra.model.cli eval --paired ravdess-av --seeds 0,1,2,3,4
+    python -m libra.model.cli eval --paired mosi --seeds 0,1,2,3,4
     python -m libra.model.cli export artifacts/runs/drkf-full --bundle
     python -m libra.model.cli build
     python -m libra.model.cli eval-onnx artifacts/onnx
@@ -21,6 +23,10 @@ from pydantic import ValidationError
 
 from libra.model.build import VARIANTS
 from libra.model.features import MODALITY_SOURCE, SOURCE_MODALITY, SOURCES
+from libra.model.paired_data import PAIRED_SETS
+
+PAIRED_MODELS = ("unimodal", "late-fusion", "early-fusion", "ours", "ours-no-orl", "ours-no-ed",
+                 "ours-subset-specific")
 
 _SPLITS = ("train", "val", "test")
 
@@ -147,15 +153,47 @@ def train(**opts: Any) -> None:
 
 
 @main.command(name="eval")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(_SPLITS), default="test", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--no-subsets", is_flag=True, help="Skip the pseudo-paired modality subsets.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
-def eval_cmd(run_dir: Path, split: str, data_dir: Path | None, cache_dir: Path | None,
-             no_subsets: bool, as_json: bool) -> None:
-    """Evaluate a trained run (its model.pt and config.json) on one split."""
+@click.option("--paired", type=click.Choice(PAIRED_SETS), default=None,
+              help="Instead of a run: train and evaluate the fusion and its baselines on a "
+              "really paired set (RAVDESS audio + face AUs, CMU-MOSI text + audio + video), "
+              "every modality subset, several seeds; writes --out.")
+@click.option("--seeds", default="0,1,2,3,4", show_default=True,
+              help="--paired: comma-separated training seeds.")
+@click.option("--epochs", type=int, default=None,
+              help="--paired: epochs per model [default: 60 for ravdess-av, 40 for mosi].")
+@click.option("--model", "paired_models", type=click.Choice(PAIRED_MODELS), multiple=True,
+              help="--paired: models to run (repeatable) [default: all].")
+@click.option("--labels", "label_set", type=click.Choice(["8", "7"]), default="8",
+              show_default=True, help="--paired ravdess-av: RAVDESS's 8 emotions, or the "
+              "project's 7 (calm folded into neutral).")
+@click.option("--max-train-examples", type=int, default=None,
+              help="--paired: cap on training rows (a fixed subset; for smoke runs).")
+@click.option("--max-eval-examples", type=int, default=None,
+              help="--paired: cap on validation and test rows (a fixed subset).")
+@click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="--paired: the JSON records file [default: docs/model-paired.json].")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="--paired: torch threads (the models are small: one thread wastes least on "
+              "a shared machine).")
+@click.option("--no-progress", is_flag=True, help="--paired: no per-model log lines.")
+def eval_cmd(run_dir: Path | None, split: str, data_dir: Path | None, cache_dir: Path | None,
+             no_subsets: bool, as_json: bool, paired: str | None, **paired_opts: Any) -> None:
+    """Evaluate a trained run (its model.pt and config.json) on one split, or (--paired) train
+    and evaluate the fusion on a really paired set."""
+    if paired is not None:
+        if run_dir is not None:
+            raise click.UsageError("give a RUN_DIR or --paired, not both")
+        _eval_paired(paired, data_dir, cache_dir, as_json, **paired_opts)
+        return
+    if run_dir is None:
+        raise click.UsageError("give a RUN_DIR (a training run) or --paired NAME")
     from libra.model.evaluate import evaluate
 
     for needed in ("config.json", "model.pt"):
@@ -165,6 +203,70 @@ def eval_cmd(run_dir: Path, split: str, data_dir: Path | None, cache_dir: Path |
                       subsets=not no_subsets, progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else
                f"{run_dir} ({split}):\n{format_table(result)}")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give integers separated by commas",
+                                 param_hint="--seeds") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{text!r}: give one or more distinct seeds",
+                                 param_hint="--seeds")
+    return seeds
+
+
+def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_json: bool, *,
+                 seeds: str, epochs: int | None, paired_models: tuple[str, ...],
+                 label_set: str, max_train_examples: int | None,
+                 max_eval_examples: int | None, out_json: Path | None, threads: int,
+                 no_progress: bool) -> None:
+    import dataclasses
+    import shlex
+    import sys
+
+    import torch
+
+    from libra.model.paired_data import load_paired
+    from libra.model.paired_eval import (
+        DEFAULT_CONFIGS,
+        DEFAULT_OUT,
+        format_records,
+        run_paired,
+        write_records,
+    )
+
+    seed_list = _parse_seeds(seeds)
+    for option, value in (("--epochs", epochs), ("--threads", threads),
+                          ("--max-train-examples", max_train_examples),
+                          ("--max-eval-examples", max_eval_examples)):
+        if value is not None and value < 1:
+            raise click.BadParameter(f"{value}: must be at least 1", param_hint=option)
+    if label_set != "8" and name != "ravdess-av":
+        raise click.UsageError("--labels applies to --paired ravdess-av only")
+    torch.set_num_threads(threads)
+    config = DEFAULT_CONFIGS[name]
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    try:
+        dataset = load_paired(name, data_dir, label_set="7" if label_set == "7" else "8",
+                              max_train=max_train_examples, max_eval=max_eval_examples,
+                              cache_dir=cache_dir, progress=not no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    log = (lambda _: None) if no_progress or as_json else click.echo
+    result = run_paired(dataset, seed_list, config, paired_models or PAIRED_MODELS, log=log)
+    command = shlex.join(["libra-model", *sys.argv[1:]]) if sys.argv[0].endswith(
+        "libra-model") else f"libra-model eval --paired {name}"
+    path = out_json or DEFAULT_OUT
+    try:
+        write_records(path, result, command)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot write {path}: {exc}") from None
+    click.echo(json.dumps(result, indent=2) if as_json else
+               f"{name}: {len(result['records'])} records -> {path}\n"
+               + format_records(result["records"]))
 
 
 @main.command(name="export")
