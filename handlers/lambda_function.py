@@ -8,7 +8,8 @@ Lambda's 6 MB synchronous payload `{"request_id": "...", "inputs_s3": {"bucket":
 naming a JSON object of the same format. Answer: `{"request_id", "probabilities",
 "model_version", "precision", "cold_start", "init_ms", "infer_ms"}`, or on bad input
 `{"request_id", "error": {"code", "message"}}` (a handled error, not a function failure, so
-the caller can tell the client's fault from ours).
+the caller can tell the client's fault from ours). A keep-warm ping `{"warmup": true, "hold_ms":
+50}` runs no inference and answers `{"warmup": true, "cold_start", "init_ms", "infer_ms"}`.
 
 Settings (environment): `LIBRA_MODEL_PATH` (default: `int8.onnx` beside this file, then
 `/opt/libra/int8.onnx`), `LIBRA_ORT_THREADS` (default 1, a Lambda vCPU).
@@ -60,11 +61,29 @@ def _load_s3(ref: Any) -> Any:
         raise PayloadError(f"s3://{ref['bucket']}/{ref['key']} is not JSON ({exc})") from None
 
 
+MAX_WARMUP_HOLD_MS = 1000.0
+
+
+def _warmup(event: dict[str, Any], cold: bool, started: float) -> dict[str, Any]:
+    """A keep-warm ping: no inference. `hold_ms` keeps this instance busy a moment so that
+    concurrent pings land on distinct instances (Lambda gives a busy instance no second event)."""
+    try:
+        hold_ms = min(max(float(event.get("hold_ms", 0.0)), 0.0), MAX_WARMUP_HOLD_MS)
+    except (TypeError, ValueError):
+        hold_ms = 0.0
+    if hold_ms:
+        time.sleep(hold_ms / 1000)
+    return {"warmup": True, "cold_start": cold, "init_ms": INIT_MS if cold else 0.0,
+            "infer_ms": 1000 * (time.perf_counter() - started)}
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """One inference. Bad input is answered with an `error` object, never raised."""
     cold = next(_invocations) == 1
     request_id = event.get("request_id") if isinstance(event, dict) else None
     started = time.perf_counter()
+    if isinstance(event, dict) and event.get("warmup"):
+        return _warmup(event, cold, started)
     try:
         if not isinstance(event, dict):
             raise PayloadError("the event must be a JSON object")

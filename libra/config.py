@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 LAMBDA_GB_S_USD = 0.0000166667
 LAMBDA_REQUEST_USD = 0.0000002
+AWS_VM_BOOT_S = 120.0  # EC2 GPU boot + container start + model load (simulator default)
 
 
 def lambda_cost_usd(duration_s: float, memory_mb: int) -> float:
@@ -40,6 +41,9 @@ class Settings(BaseModel):
     # VM workers
     provisioner: Literal["local", "aws"] = "local"
     boot_delay_s: float = Field(0.0, ge=0, description="extra delay emulating a VM boot (local)")
+    vm_boot_s: float | None = Field(
+        None, ge=0, description="expected launch-to-ready the policy plans with (default: "
+        "boot_delay_s locally, 120 s on AWS)")
     max_vms: PositiveInt = 4
     initial_vms: int = Field(1, ge=0)
     worker_threads: PositiveInt = 1
@@ -60,6 +64,9 @@ class Settings(BaseModel):
     serverless_memory_mb: PositiveInt = 2048
     serverless_duration_s: PositiveFloat = Field(
         0.1, description="billed duration of one warm invocation (bench/serverless_latency.py)")
+    serverless_cold_start_s: float = Field(
+        0.75, ge=0, description="expected cold start: 0.75 s measured for the local pool "
+        "(bench/serverless_latency.py); the simulator assumes 1.5 s for AWS Lambda")
     lambda_function: str | None = None
     # shared state
     redis_url: str | None = None
@@ -80,6 +87,14 @@ class Settings(BaseModel):
         if self.provisioner == "aws" and not self.asg_name:
             raise ValueError("provisioner 'aws' needs asg_name (the Auto Scaling group)")
         return self
+
+    @property
+    def expected_vm_boot_s(self) -> float:
+        """Launch to ready, as the policy plans with it: the given `vm_boot_s`, else the emulated
+        delay locally (the worker loads its model inside it) or a GPU VM's boot on AWS."""
+        if self.vm_boot_s is not None:
+            return self.vm_boot_s
+        return self.boot_delay_s if self.provisioner == "local" else AWS_VM_BOOT_S
 
     @property
     def serverless_cost_per_request_usd(self) -> float:

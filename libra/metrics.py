@@ -36,6 +36,12 @@ class ServeMetrics:
                                      buckets=(1e-5, 1e-4, 1e-3, 1e-2, 0.1), registry=r)
         self.tick_errors = Gauge("libra_control_tick_errors_total", "Failed control ticks",
                                  registry=r)
+        self.serverless_instances = Gauge("libra_serverless_instances",
+                                          "Serverless instances alive, busy or idle", registry=r)
+        self.serverless_warm_target = Gauge("libra_serverless_warm_target",
+                                            "Instances the policy keeps warm", registry=r)
+        self.warm_errors = Counter("libra_serverless_warm_errors_total",
+                                   "Keep-warm rounds that failed", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -95,7 +95,8 @@ class Router:
             expected_service_s=self.config.vm_service_s, sla_budget_s=self.config.sla_budget_s,
             quota_left=self._take_quota() if best else False,
             spill_to_serverless=self.decision.spill_to_serverless,
-            use_vms=self.decision.use_vms, queue_timeout_s=self.config.queue_timeout_s)
+            use_vms=self.decision.use_vms, queue_timeout_s=self.config.queue_timeout_s,
+            quota_by_count=self.decision.vm_quota_by_count)
         return route, best
 
     async def route(self, event: dict[str, Any]) -> Routed:

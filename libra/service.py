@@ -87,11 +87,16 @@ class Service:
         self.controller = Controller(
             self.policy, self.monitor, self.provisioner, self.serverless, self.router,
             ControlConfig(tick_s=s.tick_s, sla_s=s.sla_s, vm_capacity_rps=s.vm_capacity_rps,
-                          vm_boot_s=s.boot_delay_s, vm_price_per_s_usd=s.vm_price_per_hour_usd
-                          / 3600,
-                          serverless_cost_per_request_usd=s.serverless_cost_per_request_usd))
+                          vm_boot_s=s.expected_vm_boot_s,
+                          vm_price_per_s_usd=s.vm_price_per_hour_usd / 3600,
+                          vm_min_billing_s=VM_MIN_BILLED_S,
+                          serverless_cost_per_request_usd=s.serverless_cost_per_request_usd,
+                          serverless_cold_start_s=s.serverless_cold_start_s,
+                          serverless_service_s=s.serverless_duration_s,
+                          serverless_concurrency_limit=s.serverless_max_concurrency))
         self.cost = CostMeter(s.vm_price_per_hour_usd / 3600, s.serverless_memory_mb)
         self._control: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
 
     def _provisioner(self) -> Provisioner:
@@ -137,12 +142,23 @@ class Service:
         while True:
             try:
                 before = self.provisioner.counts()
-                await loop.run_in_executor(None, self.controller.tick)
+                decision = await loop.run_in_executor(None, self.controller.tick)
                 self._after_tick(before)
+                if decision.serverless_warm and (self._warming is None or self._warming.done()):
+                    self._warming = asyncio.ensure_future(
+                        self._keep_warm(decision.serverless_warm))
             except Exception:  # counted; the loop outlives a bad tick
                 self.controller.tick_errors += 1
             next_s += tick_s
             await asyncio.sleep(max(0.0, next_s - time.monotonic()))
+
+    async def _keep_warm(self, target: int) -> None:
+        """The policy's serverless warm set; its starts and pings are billed like requests."""
+        try:
+            for billed_s in await self.serverless.keep_warm(target):
+                self.cost.on_serverless(billed_s)
+        except Exception:  # a failed warm-up only means the next burst meets cold starts
+            self.metrics.warm_errors.inc()
 
     def _after_tick(self, before: dict[VMState, int]) -> None:
         counts = self.provisioner.counts()
@@ -156,6 +172,7 @@ class Service:
         m.vms_booting.set(counts[VMState.BOOTING])
         m.vms_draining.set(counts[VMState.DRAINING])
         m.serverless_in_flight.set(self.serverless.in_flight)
+        m.serverless_instances.set(self.serverless.instances_alive)
         m.cost.labels("vm").set(self.cost.vm_usd)
         m.cost.labels("serverless").set(self.cost.serverless_usd)
         m.tick_errors.set(self.controller.tick_errors)
@@ -163,6 +180,7 @@ class Service:
         m.policy_eval.observe(self.controller.last_eval_s)
         if self.controller.last_decision is not None:
             m.target_vms.set(self.controller.last_decision.target_vms)
+            m.serverless_warm_target.set(self.controller.last_decision.serverless_warm)
 
     def status(self) -> dict[str, Any]:
         decision = self.controller.last_decision
@@ -179,6 +197,8 @@ class Service:
             "workers": [w.url for w in self.provisioner.ready_workers()],
             "serverless": {"driver": self.serverless.name,
                            "in_flight": self.serverless.in_flight,
+                           "instances": self.serverless.instances_alive,
+                           "warm_target": 0 if decision is None else decision.serverless_warm,
                            "cold_starts": self.serverless.cold_starts},
             "routed": dict(self.router.counts),
             "cost_usd": {"vm": self.cost.vm_usd, "serverless": self.cost.serverless_usd},
@@ -188,6 +208,8 @@ class Service:
         }
 
     async def stop(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         if self._control is not None:
             self._control.cancel()
             with contextlib.suppress(asyncio.CancelledError):

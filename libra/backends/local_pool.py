@@ -6,6 +6,11 @@ instance and pays its real cold start (process start + imports + model load); at
 for an instance to free up, at most `acquire_timeout_s` (then `ServerlessError("throttled")`,
 as Lambda throttles). An instance serves one event at a time, stays warm `keep_alive_s` after its
 last event, and is then reaped. States follow `libra.lifecycle.FunctionState`.
+
+`keep_warm(n)` is what a policy's `Decision.serverless_warm` asks for, done as on Lambda: start
+missing instances ahead of demand (a real cold start nobody waits for) and ping idle members of
+the warm set before half their keep-alive has passed, with the handler's no-inference warm-up
+event, so the next burst finds them warm. Pings and warm starts are billed like invocations.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ class LocalServerlessPool:
         self._freed: asyncio.Condition | None = None
         self._reaper: asyncio.Task[None] | None = None
         self.reaped = 0
+        self.warm_starts = 0
+        self.warm_pings = 0
 
     @property
     def in_flight(self) -> int:
@@ -79,6 +86,11 @@ class LocalServerlessPool:
     @property
     def cold_starts(self) -> int:
         return self._cold_starts
+
+    @property
+    def instances_alive(self) -> int:
+        """Instances started and not reaped, busy or idle (what a policy sees)."""
+        return sum(i.proc.returncode is None for i in self.instances)
 
     @property
     def warm_instances(self) -> int:
@@ -132,6 +144,50 @@ class LocalServerlessPool:
                 self._starting -= 1
         self._cold_starts += 1
         return instance, True
+
+    async def keep_warm(self, target: int) -> list[float]:
+        """Keep `target` instances (busy or idle) alive; returns the billed seconds of the
+        warm starts and pings it made (see module docs)."""
+        target = min(target, self.config.max_concurrency)
+        if target <= 0:
+            return []
+        freed = self._condition()
+        now = time.monotonic()
+        async with freed:
+            alive = [i for i in self.instances if i.proc.returncode is None]
+            busy = sum(i.state != FunctionState.IDLE for i in alive)
+            idle = sorted((i for i in alive if i.state == FunctionState.IDLE),
+                          key=lambda i: i.last_used_s, reverse=True)
+            # the most recently used idle instances make up the warm set; older ones may expire
+            members = idle[:max(0, target - busy - self._starting)]
+            stale = [i for i in members if now - i.last_used_s > self.config.keep_alive_s / 2]
+            for inst in stale:
+                inst.state = FunctionState.WARM  # claimed for the ping
+            missing = max(0, target - len(alive) - self._starting)
+            self._starting += missing
+        results = await asyncio.gather(*(self._ping(i) for i in stale),
+                                       *(self._warm_start() for _ in range(missing)),
+                                       return_exceptions=True)
+        return [r for r in results if isinstance(r, float)]
+
+    async def _ping(self, instance: Instance) -> float:
+        try:
+            answer = await self._call(instance, {"warmup": True})
+        finally:
+            await self._release(instance)
+        self.warm_pings += 1
+        return float(answer.get("infer_ms", 0.0)) / 1000
+
+    async def _warm_start(self) -> float:
+        """A cold start ahead of demand; the slot was reserved in `_starting` by the caller."""
+        try:
+            instance = await self._start()
+        finally:
+            async with self._condition():
+                self._starting -= 1
+        await self._release(instance)
+        self.warm_starts += 1
+        return instance.init_ms / 1000
 
     async def _start(self) -> Instance:
         """A new instance: process start and INIT (the model load) is the cold start."""

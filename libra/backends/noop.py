@@ -26,6 +26,13 @@ class NoopDriver:
     def cold_starts(self) -> int:
         return 0
 
+    @property
+    def instances_alive(self) -> int:
+        return 0
+
+    async def keep_warm(self, target: int) -> list[float]:
+        return []
+
     async def invoke(self, event: dict[str, Any]) -> InvokeResult:
         self.calls += 1
         return InvokeResult({"request_id": event.get("request_id"),

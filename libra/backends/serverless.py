@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,6 +59,15 @@ class ServerlessDriver(Protocol):
     @property
     def cold_starts(self) -> int: ...
 
+    @property
+    def instances_alive(self) -> int:
+        """Instances believed warm, busy or idle (a policy's `serverless_instances`)."""
+        ...
+
+    async def keep_warm(self, target: int) -> list[float]:
+        """Keep `target` instances warm; the billed seconds of the invocations that took."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -68,7 +78,8 @@ class AwsLambdaDriver:
 
     def __init__(self, function_name: str, *, client: Any = None, region: str | None = None,
                  max_attempts: int = 5, backoff_base_s: float = 0.1, backoff_max_s: float = 2.0,
-                 connect_timeout_s: float = 2.0, read_timeout_s: float = 30.0) -> None:
+                 connect_timeout_s: float = 2.0, read_timeout_s: float = 30.0,
+                 warm_every_s: float = 240.0, warm_hold_ms: float = 100.0) -> None:
         if client is None:
             import boto3
             from botocore.config import Config
@@ -84,6 +95,11 @@ class AwsLambdaDriver:
         self._in_flight = 0
         self._cold_starts = 0
         self.throttles = 0
+        self.warm_every_s = warm_every_s
+        self.warm_hold_ms = warm_hold_ms
+        self._warm_size = 0
+        self._warmed_at_s = -math.inf
+        self.warm_pings = 0
 
     @property
     def in_flight(self) -> int:
@@ -140,6 +156,33 @@ class AwsLambdaDriver:
         cold = bool(answer.get("cold_start"))
         self._cold_starts += cold
         return InvokeResult(answer, cold, time.perf_counter() - started)
+
+    @property
+    def instances_alive(self) -> int:
+        """Lambda does not say how many instances it keeps: the size of the last warm round."""
+        return self._warm_size
+
+    async def keep_warm(self, target: int) -> list[float]:
+        """`target` concurrent warm-up pings, each holding its instance `warm_hold_ms` so they
+        land on distinct instances; repeated every `warm_every_s` (well inside Lambda's idle
+        keep-alive of several minutes) or at once when the target grows."""
+        now = time.monotonic()
+        if target <= 0:
+            self._warm_size = 0
+            return []
+        if target <= self._warm_size and now - self._warmed_at_s < self.warm_every_s:
+            return []
+        self._warmed_at_s = now
+        loop = asyncio.get_running_loop()
+        event = {"warmup": True, "hold_ms": self.warm_hold_ms}
+        results = await asyncio.gather(
+            *(loop.run_in_executor(None, self.invoke_sync, event) for _ in range(target)),
+            return_exceptions=True)
+        answers = [r for r in results if isinstance(r, dict)]
+        self._warm_size = len(answers)
+        self.warm_pings += len(answers)
+        return [(float(a.get("infer_ms", 0.0)) + float(a.get("init_ms", 0.0))) / 1000
+                for a in answers]
 
     async def aclose(self) -> None:
         return None

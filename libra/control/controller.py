@@ -1,5 +1,10 @@
 """Every tick: build an `Observation`, call the policy the simulator uses, apply the `Decision`.
 
+The observation carries what the simulator's carries (prices, boot, EC2's billing minimum, the
+serverless cold start, service time, concurrency cap and live instances), so a policy decides
+live as it does in `libra-sim`. The fleet target goes to the provisioner here; the quota and the
+serverless warm set are applied by the router and `libra.service` on the event loop.
+
 The policy object is the same class `libra-sim` runs (`libra.policies`); time enters as
 `now_s` from the clock given here. The loop that calls `tick` (`libra.service`) counts a tick
 that fails in `tick_errors` and goes on: the fleet keeps its size until the next good tick.
@@ -28,7 +33,11 @@ class ControlConfig:
     vm_capacity_rps: float = 160.0
     vm_boot_s: float = 120.0
     vm_price_per_s_usd: float = 0.526 / 3600
+    vm_min_billing_s: float = 60.0
     serverless_cost_per_request_usd: float = 0.0000086
+    serverless_cold_start_s: float = 0.0
+    serverless_service_s: float = 0.0
+    serverless_concurrency_limit: int = 0  # 0: no known limit
 
 
 class Controller:
@@ -62,7 +71,12 @@ class Controller:
             vms_draining=counts[VMState.DRAINING], vm_capacity_rps=c.vm_capacity_rps,
             serverless_in_flight=self.serverless.in_flight, sla_s=c.sla_s,
             vm_boot_s=c.vm_boot_s, vm_price_per_s_usd=c.vm_price_per_s_usd,
-            serverless_cost_per_request_usd=c.serverless_cost_per_request_usd)
+            serverless_cost_per_request_usd=c.serverless_cost_per_request_usd,
+            serverless_cold_start_s=c.serverless_cold_start_s,
+            serverless_service_s=c.serverless_service_s,
+            serverless_concurrency_limit=c.serverless_concurrency_limit,
+            serverless_instances=self.serverless.instances_alive,
+            vm_min_billing_s=c.vm_min_billing_s)
 
     def tick(self) -> Decision:
         obs = self.observe()

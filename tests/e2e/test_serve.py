@@ -163,6 +163,32 @@ def test_serverless_policy_sends_everything_to_functions_cold_then_warm(
         server.stop()
 
 
+def test_libra_keeps_serverless_warm_when_a_cold_start_would_break_the_sla(
+        built_models: tuple[Path, dict], tmp_path: Path) -> None:
+    """The live controller hands the policy the pool's cold start (0.75 s) against a 0.5 s SLA:
+    `libra` asks for a warm set sized to the spill it saw, and the pool keeps it alive."""
+    server = Server(built_models[0], tmp_path, "--policy", "libra", "--initial-vms", "0",
+                    "--sla-s", "0.5", "--serverless-keep-alive-s", "4")
+    try:
+        with httpx.Client(timeout=60) as client:
+            for _ in range(12):
+                assert client.post(f"{server.url}/predict", json={"text": "hm"}).status_code == 200
+            deadline = time.monotonic() + 60
+            while True:
+                sls = client.get(f"{server.url}/status").json()["serverless"]
+                if sls["warm_target"] >= 2 and sls["instances"] >= sls["warm_target"]:
+                    break
+                assert time.monotonic() < deadline, sls
+                time.sleep(0.5)
+            time.sleep(6)  # longer than the keep-alive: only pings keep the set alive
+            sls = client.get(f"{server.url}/status").json()["serverless"]
+            assert sls["instances"] >= sls["warm_target"] >= 2
+            metrics = client.get(f"{server.url}/metrics").text
+            assert f"libra_serverless_warm_target {float(sls['warm_target'])}" in metrics
+    finally:
+        server.stop()
+
+
 def test_two_routers_share_the_rate_through_redis(built_models: tuple[Path, dict],
                                                   tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
     env = {"LIBRA_REDIS_URL": redis_server.url, "LIBRA_SERVERLESS_DRIVER": "noop"}

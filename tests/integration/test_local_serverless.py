@@ -124,3 +124,34 @@ def test_a_missing_model_is_an_init_error(tmp_path: Path) -> None:
 
     with pytest.raises(ServerlessError, match=r"init_failed.*libra-model build"):
         asyncio.run(scenario())
+
+
+def test_keep_warm_starts_ahead_and_pings_so_bursts_meet_no_cold_start(int8_model: Path) -> None:
+    async def scenario() -> dict:
+        pool = LocalServerlessPool(PoolConfig(int8_model, max_concurrency=3, keep_alive_s=1.0,
+                                              reap_every_s=0.05))
+        try:
+            started = await pool.keep_warm(2)
+            alive_after_start = pool.instances_alive
+            for _ in range(10):  # 2.5 s idle: more than twice the keep-alive
+                await pool.keep_warm(2)
+                await asyncio.sleep(0.25)
+            burst = await asyncio.gather(*(pool.invoke(event(i)) for i in range(2)))
+            capped = await pool.keep_warm(10)
+            return {"started": started, "alive_after_start": alive_after_start,
+                    "burst_cold": [r.cold_start for r in burst], "reaped": pool.reaped,
+                    "pings": pool.warm_pings, "cold_starts": pool.cold_starts,
+                    "capped": capped, "warm_starts": pool.warm_starts}
+        finally:
+            await pool.aclose()
+
+    out = asyncio.run(scenario())
+    assert out["alive_after_start"] == 2
+    assert len(out["started"]) == 2
+    assert all(s > 0 for s in out["started"])  # a warm start bills its INIT
+    assert out["reaped"] == 0  # pinged before the keep-alive ran out
+    assert out["pings"] >= 4
+    assert out["burst_cold"] == [False, False]
+    assert out["cold_starts"] == 0  # no request waited for a cold start
+    assert len(out["capped"]) == 1  # keep_warm(10) is capped by max_concurrency (3)
+    assert out["warm_starts"] == 3

@@ -80,3 +80,21 @@ def test_a_permanent_client_error_fails_at_once(client) -> None:  # type: ignore
             driver(client).invoke_sync(EVENT)
         stub.assert_no_pending_responses()
     assert info.value.code == "invoke_failed"
+
+
+def test_keep_warm_sends_concurrent_pings_and_repeats_only_when_due(client) -> None:  # type: ignore[no-untyped-def]
+    ping = {"FunctionName": "libra-infer", "InvocationType": "RequestResponse",
+            "Payload": json.dumps({"warmup": True, "hold_ms": 100.0}).encode()}
+    with Stubber(client) as stub:
+        for cold in (True, False, True):
+            stub.add_response("invoke", {"StatusCode": 200, "Payload": body(
+                {"warmup": True, "cold_start": cold, "init_ms": 900.0 if cold else 0.0,
+                 "infer_ms": 100.0})}, ping)
+        d = driver(client, warm_every_s=3600)
+        billed = asyncio.run(d.keep_warm(3))
+        again = asyncio.run(d.keep_warm(3))  # not due: the same set, well inside the interval
+        stub.assert_no_pending_responses()
+    assert sorted(billed) == pytest.approx([0.1, 1.0, 1.0])
+    assert again == []
+    assert d.instances_alive == 3
+    assert d.cold_starts == 0  # warm-up cold starts are not requests' cold starts

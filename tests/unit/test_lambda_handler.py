@@ -75,3 +75,15 @@ def test_large_inputs_come_by_s3_reference(handler_module: ModuleType,
             {"request_id": "r9", "inputs_s3": {"bucket": "libra-inputs", "key": "r9.json"}}, None)
         inline = handler_module.handler({"request_id": "r9", "inputs": inputs()}, None)
     assert by_ref["probabilities"] == inline["probabilities"]
+
+
+def test_a_warmup_ping_warms_the_instance_without_inference(handler_module: ModuleType) -> None:
+    ping = handler_module.handler({"warmup": True, "hold_ms": 30}, None)
+    assert ping["warmup"] is True
+    assert ping["cold_start"] is True  # the ping paid the instance's cold start...
+    assert ping["init_ms"] > 0
+    assert "probabilities" not in ping
+    assert ping["infer_ms"] >= 30  # held so concurrent pings land on distinct instances
+    real = handler_module.handler({"request_id": "a", "inputs": inputs()}, None)
+    assert real["cold_start"] is False  # ...so the first real request did not
+    assert handler_module.handler({"warmup": True, "hold_ms": "x"}, None)["warmup"] is True
