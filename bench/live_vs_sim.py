@@ -7,9 +7,10 @@ through the same policy with the simulator set to the same setting (prices, SLA,
 concurrency cap, worker capacity, no VM at the start) and calibrated with what the live run
 measured of this machine:
 
-- serverless: the billed duration the live policy plans with is the simulator's service time (so
-  both compute the same break-even rate); the rest of a warm call's median latency (router, pipe,
-  HTTP) is the invoke overhead; a cold call's median extra latency is the cold start;
+- serverless: the billed duration the live policy plans with is the simulator's service time and
+  there is no separate invoke overhead, so both policies see the same service time and cost per
+  request (hence the same break-even rate and warm-set sizes); a cold call's median latency over
+  a warm call's is the cold start;
 - VMs: the median latency of a request a worker served is the service time; the boot is the
   emulated delay plus the worker's own start, read off the polled timeline.
 
@@ -98,7 +99,7 @@ def calibrate(report: LoadReport, args: argparse.Namespace) -> dict[str, Any]:
     vm = np.array([o.latency_s for o in ok if o.backend == "vm"])
     warm_p50 = float(np.median(warm)) if len(warm) else args.serverless_duration_s
     return {
-        "serverless_invoke_overhead_s": max(0.0, warm_p50 - args.serverless_duration_s),
+        "serverless_warm_p50_s": warm_p50,
         "serverless_cold_start_s": float(np.median(cold)) - warm_p50 if len(cold) else 0.72,
         "serverless_cv": float(np.std(warm) / np.mean(warm)) if len(warm) > 1 else 0.2,
         "vm_service_time_s": float(np.median(vm)) if len(vm) else 0.01,
@@ -120,7 +121,7 @@ def sim_config(args: argparse.Namespace, cal: dict[str, Any]) -> SimConfig:
                "service_time_mean_s": service, "service_time_cv": min(cal["vm_cv"], 1.0)},
         "serverless": {"service_time_mean_s": args.serverless_duration_s,
                        "service_time_cv": min(cal["serverless_cv"], 1.0),
-                       "invoke_overhead_s": cal["serverless_invoke_overhead_s"],
+                       "invoke_overhead_s": 0.0,
                        "cold_start_s": cal["serverless_cold_start_s"],
                        "keep_alive_s": args.keep_alive_s,
                        "concurrency_limit": args.serverless_concurrency},
