@@ -184,7 +184,7 @@ def main() -> None:
     cfg = sim_config(args, cal)
     run = run_policies(trace.arrivals_s, args.duration_s, [args.policy], cfg)[0]
     sim: PolicyResult = dataclasses.replace(run.result, policy=f"{args.policy} (simulated)")
-    rows = run.sim.rec.decisions
+    rows = run.ticks.rows() if run.ticks is not None else []
     print(table([live, sim]))
     live_spans = vm_intervals([r["t_s"] for r in report.timeline],
                               [r["vms_ready"] for r in report.timeline])
