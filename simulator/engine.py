@@ -73,7 +73,8 @@ class ServiceTimes:
 
     def take(self, lo: int, n: int) -> tuple[list[float], list[float]]:
         """Service times (VM, serverless) of requests lo .. lo + n - 1."""
-        b0, b1 = lo // _SERVICE_BLOCK, (lo + n - 1) // _SERVICE_BLOCK if n else lo // _SERVICE_BLOCK
+        b0 = lo // _SERVICE_BLOCK
+        b1 = (lo + max(n, 1) - 1) // _SERVICE_BLOCK
         if b0 == b1:
             vm, sls = self._block(b0)
             i = lo - b0 * _SERVICE_BLOCK

@@ -44,13 +44,6 @@ class PolicyRun:
     sim: Simulation | None = None  # only for runs in this process
 
 
-def peak_rps(arrivals_s: np.ndarray) -> float:
-    """The busiest whole second's request count."""
-    if len(arrivals_s) == 0:
-        return 0.0
-    return float(np.bincount(np.floor(arrivals_s).astype(np.int64)).max())
-
-
 def build_policy(
     name: str, stream: ArrivalStream, cfg: SimConfig, params: Mapping[str, Any] | None = None
 ) -> Policy:
