@@ -131,8 +131,7 @@ class Service:
             max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))
 
     async def start(self) -> None:
-        self.provisioner.set_target(self.settings.initial_vms)
-        self.cost.vm_launches += self.settings.initial_vms
+        self.cost.vm_launches += self.provisioner.start(self.settings.initial_vms)
         self._control = asyncio.ensure_future(self._control_loop())
 
     async def _control_loop(self) -> None:

@@ -143,13 +143,13 @@ variable "certificate_arn" {
 }
 
 variable "policy" {
-  description = "Scaling policy the controller runs (LIBRA_POLICY): libra, libra-paper, vm-static, vm-reactive, serverless, spock or mark."
+  description = "Scaling policy the controller runs (LIBRA_POLICY): libra, libra-forecast, libra-paper, vm-static, vm-reactive, serverless, spock or mark."
   type        = string
   default     = "libra"
 
   validation {
-    condition     = contains(["libra", "libra-paper", "vm-static", "vm-reactive", "serverless", "spock", "mark"], var.policy)
-    error_message = "policy must be one of libra, libra-paper, vm-static, vm-reactive, serverless, spock, mark."
+    condition     = contains(["libra", "libra-forecast", "libra-paper", "vm-static", "vm-reactive", "serverless", "spock", "mark"], var.policy)
+    error_message = "policy must be one of libra, libra-forecast, libra-paper, vm-static, vm-reactive, serverless, spock, mark."
   }
 }
 
@@ -212,7 +212,7 @@ variable "worker_max" {
 }
 
 variable "worker_initial" {
-  description = "Workers the router asks for when it starts (LIBRA_INITIAL_VMS); afterwards the policy decides. 0 keeps the idle stack GPU-free."
+  description = "Workers the group is created with (and LIBRA_INITIAL_VMS); afterwards the policy decides, and a restarted router adopts the group's size. 0 keeps the idle stack GPU-free."
   type        = number
   default     = 0
 }

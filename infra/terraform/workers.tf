@@ -148,7 +148,7 @@ resource "aws_autoscaling_group" "workers" {
   name                = local.worker_group
   min_size            = var.worker_min
   max_size            = var.worker_max
-  desired_capacity    = var.worker_min # at creation only: then the controller owns it
+  desired_capacity    = max(var.worker_min, var.worker_initial) # at creation only: then the controller owns it
   vpc_zone_identifier = local.compute_subnet_ids
 
   launch_template {

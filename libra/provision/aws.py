@@ -59,6 +59,11 @@ class AutoScalingProvisioner:
                       if i["LifecycleState"] == "InService"}
         self._ready = [w for w in self.registry.alive() if w.worker_id in in_service]
 
+    def start(self, initial: int) -> int:
+        """Adopt the group as it is: a router restart must not resize a serving fleet."""
+        self.poll()
+        return 0
+
     def set_target(self, n: int) -> None:
         n = max(0, min(n, self.max_vms))
         self.poll()

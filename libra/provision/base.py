@@ -11,6 +11,11 @@ from libra.state.registry import WorkerInfo
 class Provisioner(Protocol):
     name: str
 
+    def start(self, initial: int) -> int:
+        """Bring up the fleet a router starts with; returns the VMs it launched (for billing).
+        Local: `initial` workers. AWS: none; the group already has its size (set by Terraform
+        at creation, by the controller afterwards), so a restarted router adopts it."""
+
     def set_target(self, n: int) -> None:
         """Start or stop workers so that ready + booting converges to `n`."""
 

@@ -59,6 +59,10 @@ class LocalProvisioner:
     def _active(self) -> list[LocalVM]:
         return [v for v in self.vms if v.state in (VMState.BOOTING, VMState.READY)]
 
+    def start(self, initial: int) -> int:
+        self.set_target(initial)
+        return self.target
+
     def set_target(self, n: int) -> None:
         self.target = n = max(0, min(n, self.max_vms))
         self.poll()

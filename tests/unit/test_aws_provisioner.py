@@ -79,3 +79,14 @@ def test_scale_out_sets_capacity_and_an_unchanged_target_calls_nothing(client) -
         stub.add_response("describe_auto_scaling_groups", group(4, []))
         p.set_target(4)
         stub.assert_no_pending_responses()
+
+
+def test_a_restarted_router_adopts_the_groups_size(client) -> None:  # type: ignore[no-untyped-def]
+    p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client, max_vms=4)
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups",
+                          group(3, [instance(f"i-{k}", "InService") for k in range(3)]))
+        launched = p.start(1)  # no set_desired_capacity: the serving fleet keeps its 3 VMs
+        stub.assert_no_pending_responses()
+    assert launched == 0
+    assert p.desired == 3
