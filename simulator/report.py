@@ -194,6 +194,6 @@ def plot(runs: Sequence[PolicyRun], path: Path, title: str) -> None:
             ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right", ncol=4)
     axes[-1, 0].set_xlabel("time (min)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=110 if len(runs) <= 6 else 80)  # tall figures: keep the file small
     plt.close(fig)

@@ -41,6 +41,7 @@ class PolicyRun:
     tick_s: float
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time for the run (independent of other load)
     sim: Simulation | None = None  # only for runs in this process
 
 
@@ -83,7 +84,7 @@ class _Job:
 
 
 def _run_one(job: _Job, name: str) -> PolicyRun:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     policy = build_policy(name, job.stream, job.cfg, job.params.get(name))
     with tqdm(total=round(job.stream.duration_s), desc=name, unit="sim-s",
               disable=not job.progress, leave=False, mininterval=0.5) as bar:
@@ -97,7 +98,7 @@ def _run_one(job: _Job, name: str) -> PolicyRun:
         ).run()
     result = summarise(name, sim, trace=job.trace_name, preset=job.preset)
     return PolicyRun(result, sim.rec.ticks, job.cfg.tick_s, time.perf_counter() - started,
-                     _peak_rss_mb(), sim)
+                     _peak_rss_mb(), time.process_time() - cpu_started, sim)
 
 
 def _peak_rss_mb() -> float:
