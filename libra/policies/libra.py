@@ -66,9 +66,9 @@ class Libra:
     _seen_until_s: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.period_s <= 0 or self.interval_s <= 0:
-            raise ValueError(f"period_s ({self.period_s}) and interval_s ({self.interval_s}) "
-                             "must be positive")
+        for name in ("period_s", "interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be positive")
         if self.warm_horizon_s < 0:
             raise ValueError(f"warm_horizon_s ({self.warm_horizon_s}) must not be negative")
         if self.max_vms < self.min_vms:

@@ -25,7 +25,7 @@ POLICIES = ["vm-reactive", "libra-paper", "libra", "libra-forecast"]
 
 @pytest.fixture(scope="module", params=[("code", "default"), ("conv", "default"),
                                         ("code", "paper"), ("conv", "paper")],
-                ids=lambda p: "-".join(p))
+                ids="-".join)
 def results(request: pytest.FixtureRequest, shared_traces: Path) -> dict[str, PolicyResult]:
     name, setting = request.param
     path = shared_traces / f"AzureLLMInferenceTrace_{name}.csv"

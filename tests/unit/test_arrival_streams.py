@@ -149,7 +149,9 @@ def test_8h_slice_starts_at_its_first_minute_label_and_streams(shared_traces: Pa
     first = next(iter(stream.chunks()))
 
     assert stream.duration_s == 3600.0  # minutes 540..599 of the day: the second hour of the file
-    assert first.size and first[0] >= 0.0 and first[-1] < CHUNK_S
+    assert first.size
+    assert first[0] >= 0.0
+    assert first[-1] < CHUNK_S
     assert stream.n_requests == len(load_trace(path, start_s=3600.0, end_s=7200.0))
 
 

@@ -58,8 +58,8 @@ def test_libra_lets_the_warm_pool_go_after_the_warm_horizon() -> None:
 def test_libra_carries_on_vms_what_serverless_would_throttle() -> None:
     # VMs priced so no VM pays off (r* above a VM's capacity); serverless holds 100 / 0.25 =
     # 400 req/s. At 1,000 req/s the other 600 would be throttled: ceil(600 / 160) = 4 VMs.
-    expensive = dict(vm_price_per_s_usd=1.0, serverless_concurrency_limit=100,
-                     serverless_service_s=0.25)
+    expensive = {"vm_price_per_s_usd": 1.0, "serverless_concurrency_limit": 100,
+                 "serverless_service_s": 0.25}
     d = Libra().decide(at(300, [1000] * 300, **expensive))
     assert d.target_vms == 4
     assert d.signals["throttle_floor_vms"] == 4
@@ -85,7 +85,8 @@ def test_holt_damped_follows_a_trend_and_stays_flat_on_a_level() -> None:
     assert rising.level == pytest.approx(690.0, abs=2.0)
     assert rising.level + 25.0 < rising.forecast(5) < rising.level + 50.0  # climbing, damped
     flat = holt_damped([200.0] * 60)
-    assert flat is not None and flat.forecast(10) == pytest.approx(200.0)
+    assert flat is not None
+    assert flat.forecast(10) == pytest.approx(200.0)
     assert holt_damped([1.0, 2.0]) is None
 
 

@@ -61,7 +61,8 @@ def test_libra_paper_follows_the_hand_worked_timeline() -> None:
         assert (d.target_vms, d.vm_quota_rps) == (target, quota), t
         assert d.signals["mean_rps"] == pytest.approx(mean), t
         assert d.signals["dev_rps"] == pytest.approx(dev), t
-        assert d.vm_quota_by_count and d.spill_to_serverless
+        assert d.vm_quota_by_count
+        assert d.spill_to_serverless
 
 
 def test_libra_paper_defaults_are_the_papers_and_hold_without_samples() -> None:
@@ -69,7 +70,9 @@ def test_libra_paper_defaults_are_the_papers_and_hold_without_samples() -> None:
     assert (policy.alpha, policy.mu, policy.k, policy.rho, policy.period_s) == \
         (0.2, 0.2, 1.0, 0.8, 300.0)
     d = policy.decide(BASE.replace(vms_booting=10))
-    assert d.hold and d.target_vms == 10 and d.vm_quota_rps == 0
+    assert d.hold
+    assert d.target_vms == 10
+    assert d.vm_quota_rps == 0
 
 
 def test_libra_paper_does_not_restart_a_running_cold_start_counter() -> None:
