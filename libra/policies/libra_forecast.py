@@ -95,17 +95,18 @@ class LibraForecast(Libra):
             return 1.0
         return max(float(index[bucket % season]), 1e-3)
 
-    def _planning_window(self, obs: Observation) -> tuple[float, ...]:
-        window = super()._planning_window(obs)
-        self._ratio = self._forecast_ratio(obs)
-        if abs(self._ratio - 1.0) < 1e-6:
-            return window
-        return tuple(x * self._ratio for x in window)
-
     def _size(self, obs: Observation) -> int:
+        self._ratio = self._forecast_ratio(obs)
         size = super()._size(obs)
         self._signals["forecast_ratio"] = self._ratio
         return size
+
+    def _planning_window(self, obs: Observation) -> tuple[float, ...]:
+        """The last period's per-second shape, scaled to the forecast level."""
+        window = super()._planning_window(obs)
+        if abs(self._ratio - 1.0) < 1e-6:
+            return window
+        return tuple(x * self._ratio for x in window)
 
     def _warm_scale(self, obs: Observation) -> float:
         return max(1.0, self._ratio)
