@@ -178,6 +178,10 @@ def main() -> None:
         proc.terminate()
         proc.wait(60)
     write_timeline(args.out / "live_timeline.csv", report.timeline)
+    with (args.out / "live_requests.csv").open("w") as f:  # for finding where violations fall
+        f.write("sent_s,latency_s,status,backend,cold_start\n")
+        f.writelines(f"{o.sent_s:.4f},{o.latency_s:.5f},{o.status},{o.backend},{int(o.cold_start)}\n"
+                     for o in report.outcomes)
     live = report.result(f"{args.policy} (live)", args.sla_s)
 
     cal = calibrate(report, args)

@@ -82,7 +82,8 @@ class LoadReport:
 
 
 TIMELINE_FIELDS = ("t_s", "vms_ready", "vms_booting", "target_vms", "serverless_in_flight",
-                   "serverless_cold_starts", "routed_vm", "routed_serverless", "reason")
+                   "serverless_cold_starts", "serverless_instances", "serverless_warm_target",
+                   "routed_vm", "routed_serverless", "reason")
 
 
 def timeline_row(t_s: float, status: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +95,8 @@ def timeline_row(t_s: float, status: dict[str, Any]) -> dict[str, Any]:
             "target_vms": decision.get("target_vms", ""),
             "serverless_in_flight": status["serverless"]["in_flight"],
             "serverless_cold_starts": status["serverless"]["cold_starts"],
+            "serverless_instances": status["serverless"].get("instances", ""),
+            "serverless_warm_target": status["serverless"].get("warm_target", ""),
             "routed_vm": routed.get("vm", 0), "routed_serverless": routed.get("serverless", 0),
             "reason": decision.get("reason", "")}
 
