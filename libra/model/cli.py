@@ -172,7 +172,7 @@ def train(**opts: Any) -> None:
               help="--paired: models to run (repeatable) [default: all].")
 @click.option("--labels", "label_set", type=click.Choice(["8", "7"]), default="8",
               show_default=True, help="--paired ravdess-av: RAVDESS's 8 emotions, or the "
-              "project's 7 (calm folded into neutral).")
+              "project's 7 (calm folded into neutral; recorded as dataset ravdess-av-7).")
 @click.option("--max-train-examples", type=int, default=None,
               help="--paired: cap on training rows (a fixed subset; for smoke runs).")
 @click.option("--max-eval-examples", type=int, default=None,

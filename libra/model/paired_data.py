@@ -169,7 +169,9 @@ def load_ravdess_av(root: Path | str | None = None, *, label_set: LabelSet = "8"
         for s, a in raw.items()
     }
     return PairedDataset(
-        name="ravdess-av", modalities=("audio", "video"), class_names=class_names,
+        # the 7-class variant is its own dataset in the records, so it never replaces the 8's
+        name="ravdess-av" if label_set == "8" else "ravdess-av-7",
+        modalities=("audio", "video"), class_names=class_names,
         splits=splits, feature_dims={"video": int(z["au"].shape[1])},
         notes={"label_set": label_set,
                "audio": "our log-mel (64 bands, 10 ms hop) of the matching FLAC",

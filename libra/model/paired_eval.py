@@ -133,12 +133,14 @@ def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfi
     subsets = all_subsets(len(dataset.modalities))
     per_seed: dict[tuple[str, Subset], list[dict[str, float]]] = {}
     epochs: dict[str, list[int]] = {}
+    val_scores: dict[str, list[float]] = {}
     for seed in seeds:
         unimodal: dict[Subset, np.ndarray] = {}
         for recipe in recipes(dataset, models):
             t0 = time.perf_counter()
             result = fit(dataset, recipe, config, seed)
             epochs.setdefault(recipe.model, []).append(result.best_epoch)
+            val_scores.setdefault(recipe.model, []).append(round(result.val_score, 4))
             shown = []
             for s, probs in result.test_probs.items():
                 if recipe.model == "unimodal":
@@ -168,6 +170,7 @@ def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfi
                 "weighted_f1_std": _std(f1), "n_test": len(test),
                 "accuracy_per_seed": acc, "weighted_f1_per_seed": f1})
     meta = {
+        "derived": derived(records),
         "classes": list(dataset.class_names),
         "modalities": list(dataset.modalities),
         "notes": dataset.notes,
@@ -176,6 +179,7 @@ def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfi
         "config": asdict(config),
         "seeds": list(seeds),
         "best_epochs": epochs,
+        "best_val_weighted_f1": val_scores,
         "logistic_regression": logistic_anchors(dataset),
         "wall_s": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),
@@ -211,4 +215,66 @@ def format_records(records: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'model':22} {'subset':18} {'accuracy':>17} {'weighted F1':>17}"]
     lines += [f"{r['model']:22} {r['subset']:18} {pm(r['accuracy_mean'], r['accuracy_std']):>17} "
               f"{pm(r['weighted_f1_mean'], r['weighted_f1_std']):>17}" for r in records]
+    return "\n".join(lines)
+
+
+def _by_key(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["model"], r["subset"]): r for r in records}
+
+
+def _paired_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
+    """a - b in accuracy, seed by seed (same seeds, same test rows): mean and sample std."""
+    diff = np.subtract(a["accuracy_per_seed"], b["accuracy_per_seed"])
+    return {"mean": round(float(diff.mean()), 4),
+            "std": None if len(diff) < 2 else round(float(diff.std(ddof=1)), 4)}
+
+
+def derived(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures the model card quotes, computed from the records (accuracy):
+
+    - `fusion_gain`: best fused record minus best single-modality record (means);
+    - `ours_minus`: on the full set, ours minus each other model, seed by seed;
+    - `robust_minus_specific`: per subset, the one robust model minus the model trained on that
+      subset alone, seed by seed.
+    """
+    by = _by_key(records)
+    out: dict[str, Any] = {}
+    singles = [r for r in records if "+" not in r["subset"]]
+    fused = [r for r in records if "+" in r["subset"]]
+    if singles and fused:
+        best_single = max(singles, key=lambda r: r["accuracy_mean"])
+        best_fused = max(fused, key=lambda r: r["accuracy_mean"])
+        out["fusion_gain"] = {
+            "accuracy": round(best_fused["accuracy_mean"] - best_single["accuracy_mean"], 4),
+            "best_fused": f"{best_fused['model']} {best_fused['subset']}",
+            "best_single": f"{best_single['model']} {best_single['subset']}"}
+    full = max((r["subset"] for r in records), key=lambda s: s.count("+"), default=None)
+    if full is not None and ("ours", full) in by:
+        out["ours_minus"] = {m: _paired_difference(by[("ours", full)], by[(m, full)])
+                             for m, s in by if s == full and m != "ours"}
+        out["ours_minus"] |= {f"unimodal {s}": _paired_difference(by[("ours", full)], r)
+                              for (m, s), r in by.items() if m == "unimodal"}
+    out["robust_minus_specific"] = {
+        s: _paired_difference(r, by[("ours-subset-specific", s)])
+        for (m, s), r in by.items() if m == "ours" and ("ours-subset-specific", s) in by}
+    return out
+
+
+def markdown_tables(records: Sequence[dict[str, Any]], subsets: Sequence[str]) -> str:
+    """Accuracy and weighted F1 tables (mean +- sample std over seeds), models x subsets."""
+    by = _by_key(records)
+    models = [m for m in MODELS if any((m, s) in by for s in subsets)]
+    lines = []
+    for metric, title in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1")):
+        lines += [f"| {title} | " + " | ".join(subsets) + " |",
+                  "|---|" + "---|" * len(subsets)]
+        for m in models:
+            cells = []
+            for s in subsets:
+                r = by.get((m, s))
+                std = r and r[f"{metric}_std"]
+                cells.append("" if r is None else f"{r[f'{metric}_mean']:.3f}"
+                             + (f" ± {std:.3f}" if std is not None else ""))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
