@@ -255,10 +255,8 @@ def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.shared
-def test_quick_run_writes_config_metrics_and_weights_within_a_minute(
-        quick_run: tuple[Path, float]) -> None:
-    run_dir, elapsed_s = quick_run
-    assert elapsed_s < 60
+def test_quick_run_writes_config_metrics_and_weights(quick_run: tuple[Path, float]) -> None:
+    run_dir, _ = quick_run  # its time is not asserted: the machines are shared (see bench/)
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.json", "model.pt"}
     config = TrainConfig.model_validate_json((run_dir / "config.json").read_text())
     assert config.max_train_examples_per_source == 300
