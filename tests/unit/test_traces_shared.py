@@ -6,7 +6,6 @@ the csv module alone (ids and per-function totals), independently of the reader 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +68,13 @@ def test_azure2019_8h_slice_one_function_and_one_app(shared_traces: Path) -> Non
     assert len(load_trace(path, app=TWO_FUNCTION_APP)) == 7_502
 
 
-def test_azure2019_24h_1000_functions_loads_in_seconds(shared_traces: Path) -> None:
+def test_azure2019_24h_1000_functions_sums_every_function(shared_traces: Path) -> None:
     path = shared_traces / "azure2019-1000fn-24h" / "1000_inv.csv"
-
-    started = time.perf_counter()
-    trace = load_trace(path)
-    elapsed_s = time.perf_counter() - started
-
+    trace = load_trace(path)  # its speed is bench/sim_speed.py's business, not a test's
     counts = per_minute(trace)
     assert len(trace) == 11_639_447
     assert trace.duration_s == 86_400.0
     assert (counts.min(), counts.max()) == (4_098, 45_514)
-    assert elapsed_s < 10.0, f"aggregating 11.6 M invocations took {elapsed_s:.1f} s"
 
 
 def test_azure2019_24h_busiest_function(shared_traces: Path) -> None:
