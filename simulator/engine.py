@@ -294,32 +294,25 @@ class Simulation:
                 second, tokens = int(t), (tokens % 1.0 if tokens > 0.0 else 0.0) + quota
             while slots and not usable[slots[0][1]]:
                 heappop(slots)
+            r: Route | None = None
             if slots:
                 free_s, vm_id = slots[0]
-                if free_s <= t and free_slot_is_vm and (quota is None or tokens >= 1.0):
-                    end_s = t + vm_service[i]
-                    heapreplace(slots, (end_s, vm_id))
-                    vm = vms[vm_id]
-                    if end_s > vm.busy_until_s:  # noqa: PLR1730 (max() costs a call here)
-                        vm.busy_until_s = end_s
-                    latency[i] = end_s - t
-                    route[i] = 0
-                    if quota is not None:
-                        tokens -= 1.0
-                    continue
                 wait_s: float | None = free_s - t if free_s > t else 0.0
+                if free_s <= t and free_slot_is_vm and (quota is None or tokens >= 1.0):
+                    r = _VM
             else:
                 wait_s = None
-            r = choose_route(
-                vm_wait_s=wait_s,
-                expected_service_s=expected_s,
-                sla_budget_s=budget_s,
-                quota_left=quota is None or tokens >= 1.0,
-                spill_to_serverless=spill,
-                use_vms=use_vms,
-                queue_timeout_s=timeout_s,
-                quota_by_count=by_count,
-            )
+            if r is None:
+                r = choose_route(
+                    vm_wait_s=wait_s,
+                    expected_service_s=expected_s,
+                    sla_budget_s=budget_s,
+                    quota_left=quota is None or tokens >= 1.0,
+                    spill_to_serverless=spill,
+                    use_vms=use_vms,
+                    queue_timeout_s=timeout_s,
+                    quota_by_count=by_count,
+                )
             if r is _VM:
                 assert wait_s is not None
                 end_s = t + wait_s + vm_service[i]
