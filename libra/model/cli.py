@@ -182,6 +182,15 @@ def train(**opts: Any) -> None:
 @click.option("--threads", type=int, default=1, show_default=True,
               help="--paired: torch threads (the models are small: one thread wastes least on "
               "a shared machine).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="--paired: seeds trained at once, each in its own process with one torch "
+              "thread (the same numbers as one process with --threads 1).")
+@click.option("--encoder-init", type=click.Choice(["scratch", "unimodal"]), default=None,
+              help="--paired: fused models' encoders from scratch or from the same seed's "
+              "unimodal models [default: per set, see DEFAULT_CONFIGS].")
+@click.option("--encoder-lr-scale", type=float, default=None,
+              help="--paired: learning rate of encoders started from unimodal models, relative "
+              "to the rest [default: per set].")
 @click.option("--no-progress", is_flag=True, help="--paired: no per-model log lines.")
 def eval_cmd(run_dir: Path | None, split: str, data_dir: Path | None, cache_dir: Path | None,
              no_subsets: bool, as_json: bool, paired: str | None, **paired_opts: Any) -> None:
@@ -221,6 +230,7 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
                  seeds: str, epochs: int | None, paired_models: tuple[str, ...],
                  label_set: str, max_train_examples: int | None,
                  max_eval_examples: int | None, out_json: Path | None, threads: int,
+                 jobs: int, encoder_init: str | None, encoder_lr_scale: float | None,
                  no_progress: bool) -> None:
     import dataclasses
     import shlex
@@ -238,7 +248,7 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
     )
 
     seed_list = _parse_seeds(seeds)
-    for option, value in (("--epochs", epochs), ("--threads", threads),
+    for option, value in (("--epochs", epochs), ("--threads", threads), ("--jobs", jobs),
                           ("--max-train-examples", max_train_examples),
                           ("--max-eval-examples", max_eval_examples)):
         if value is not None and value < 1:
@@ -249,6 +259,14 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
     config = DEFAULT_CONFIGS[name]
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
+    if encoder_lr_scale is not None and not encoder_lr_scale > 0:
+        raise click.BadParameter(f"{encoder_lr_scale}: must be above 0",
+                                 param_hint="--encoder-lr-scale")
+    if encoder_init is not None:
+        config = dataclasses.replace(
+            config, encoder_init="unimodal" if encoder_init == "unimodal" else "scratch")
+    if encoder_lr_scale is not None:
+        config = dataclasses.replace(config, encoder_lr_scale=encoder_lr_scale)
     try:
         dataset = load_paired(name, data_dir, label_set="7" if label_set == "7" else "8",
                               max_train=max_train_examples, max_eval=max_eval_examples,
@@ -256,7 +274,8 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     log = (lambda _: None) if no_progress or as_json else click.echo
-    result = run_paired(dataset, seed_list, config, paired_models or PAIRED_MODELS, log=log)
+    result = run_paired(dataset, seed_list, config, paired_models or PAIRED_MODELS, log=log,
+                        jobs=jobs)
     command = shlex.join(["libra-model", *sys.argv[1:]]) if sys.argv[0].endswith(
         "libra-model") else f"libra-model eval --paired {name}"
     path = out_json or DEFAULT_OUT

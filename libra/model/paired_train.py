@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -90,6 +90,13 @@ class PairedConfig:
     augment: bool = True
     """SpecAugment-style masks on log-mel audio during training."""
     eval_batch_size: int = 256
+    encoder_init: Literal["scratch", "unimodal"] = "scratch"
+    """Fused models' encoders: trained from scratch with the fusion, or started from the same
+    seed's unimodal models (each encoder first trained on its own modality, then fine-tuned with
+    the fusion): joint training from scratch lets the stronger modality leave the other's
+    encoder under-trained."""
+    encoder_lr_scale: float = 1.0
+    """Learning rate of encoders started from unimodal models, relative to `lr`."""
 
     def spec(self) -> ModelSpec:
         return ModelSpec(d_model=self.d_model, n_heads=self.n_heads, dropout=self.dropout)
@@ -101,6 +108,9 @@ class FitResult:
     val_score: float
     test_probs: dict[Subset, np.ndarray] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
+    encoder_states: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    """The best epoch's encoders of the modalities it was trained on (a unimodal model's
+    encoder is what `encoder_init="unimodal"` starts fused models from)."""
 
 
 def make_encoders(dataset: PairedDataset, spec: ModelSpec) -> dict[str, nn.Module]:
@@ -221,19 +231,35 @@ def val_score(model: ModalityModel, dataset: PairedDataset, subsets: Sequence[Su
     return float(np.mean(scores))
 
 
-def fit(dataset: PairedDataset, recipe: Recipe, config: PairedConfig, seed: int) -> FitResult:
+def _param_groups(model: ModalityModel, started: Sequence[str], config: PairedConfig
+                  ) -> list[dict[str, object]]:
+    """Encoders in `started` (begun from unimodal models) learn at `encoder_lr_scale` x lr."""
+    pretrained = {id(p) for name in started for p in model.get_submodule(name).parameters()}
+    rest = [p for p in model.parameters() if id(p) not in pretrained]
+    groups: list[dict[str, object]] = [{"params": rest, "lr": config.lr}]
+    if pretrained:
+        groups.append({"params": [p for p in model.parameters() if id(p) in pretrained],
+                       "lr": config.lr * config.encoder_lr_scale})
+    return groups
+
+
+def fit(dataset: PairedDataset, recipe: Recipe, config: PairedConfig, seed: int,
+        encoder_init: Mapping[str, Mapping[str, Tensor]] | None = None) -> FitResult:
     """Train `recipe` with `seed` (weights, batch order, modality sampling, augmentation) and
-    return the best validation epoch's test probabilities for each evaluated subset."""
+    return the best validation epoch's test probabilities for each evaluated subset.
+    `encoder_init` maps encoder names to state dicts the model's encoders start from."""
     seed_everything(seed)
     model = build(recipe, dataset, config)
+    for name, state in (encoder_init or {}).items():
+        model.get_submodule(name).load_state_dict(state)
     train = dataset.splits["train"]
     n_mod = len(dataset.modalities)
     rng = np.random.default_rng(seed)
     augment = torch.Generator().manual_seed(seed) if config.augment else None
     steps = math.ceil(len(train) / config.batch_size)
     total = steps * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(model, list(encoder_init or {}), config),
+                                  lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(total, round(config.warmup_fraction * total)))
     losses = loss_fn(recipe)
@@ -259,6 +285,10 @@ def fit(dataset: PairedDataset, recipe: Recipe, config: PairedConfig, seed: int)
     assert best is not None
     model.load_state_dict(best[2])
     test = dataset.splits["test"]
+    trained_on = (range(n_mod) if recipe.train_subset is None else recipe.train_subset)
     return FitResult(best_epoch=best[1], val_score=best[0], history=history,
                      test_probs={s: predict(model, dataset, test, s, config.eval_batch_size)
-                                 for s in recipe.eval_subsets})
+                                 for s in recipe.eval_subsets},
+                     encoder_states={
+                         name: copy.deepcopy(model.get_submodule(name).state_dict())
+                         for name in (model.encoder_names[m] for m in trained_on)})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,21 @@ from libra.model.early_fusion import EarlyFusion  # noqa: E402
 from libra.model.paired_data import (  # noqa: E402
     MOSI_FILE,
     RAVDESS_AV_FILE,
+    PairedDataset,
+    PairedSplit,
     load_mosi,
     load_ravdess_av,
     ravdess_av_labels,
 )
-from libra.model.paired_eval import MODELS, late_fusion_probs  # noqa: E402
-from libra.model.paired_train import all_subsets, gather, sample_presence  # noqa: E402
+from libra.model.paired_eval import MODELS, late_fusion_probs, run_paired  # noqa: E402
+from libra.model.paired_train import (  # noqa: E402
+    PairedConfig,
+    Recipe,
+    all_subsets,
+    fit,
+    gather,
+    sample_presence,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -302,6 +312,10 @@ def test_eval_needs_a_run_or_paired_and_not_both(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval", "--paired", "mosi", "--seeds", "0,x"])
     assert result.exit_code == 2
     assert "--seeds" in result.output
+    for option, value in (("--encoder-lr-scale", "0"), ("--jobs", "0")):
+        result = CliRunner().invoke(main, ["eval", "--paired", "mosi", option, value])
+        assert result.exit_code == 2
+        assert option in result.output
 
 
 def test_eval_paired_without_the_data_names_the_missing_file(tmp_path: Path) -> None:
@@ -310,3 +324,75 @@ def test_eval_paired_without_the_data_names_the_missing_file(tmp_path: Path) -> 
     assert result.exit_code == 1
     assert str(tmp_path / MOSI_FILE) in result.output
     assert not (tmp_path / "x.json").exists()
+
+
+# ------------------------------------------------- fused encoders started from unimodal models
+
+
+def synthetic_paired(n: int = 48, seed: int = 0) -> PairedDataset:
+    """Two feature modalities, each carrying the label weakly: enough for `fit` to train on."""
+    rng = np.random.default_rng(seed)
+
+    def split(rows: int) -> PairedSplit:
+        labels = rng.integers(0, 3, rows)
+        onehot = np.eye(3)[labels]
+        audio = rng.normal(size=(rows, 6)) + np.pad(onehot, ((0, 0), (0, 3)))
+        video = rng.normal(size=(rows, 5)) + np.pad(onehot, ((0, 0), (0, 2)))
+        return PairedSplit(labels.astype(np.int64), {"audio": (audio.astype(np.float32),),
+                                                     "video": (video.astype(np.float32),)},
+                           np.arange(rows), np.arange(rows).astype(str))
+
+    return PairedDataset("synthetic", ("audio", "video"), ("a", "b", "c"),
+                         {"train": split(n), "val": split(n // 2), "test": split(n // 2)},
+                         {"audio": 6, "video": 5})
+
+
+TINY = PairedConfig(epochs=2, batch_size=16, d_model=16, n_heads=2, dropout=0.0)
+
+
+def test_a_unimodal_fit_hands_back_only_its_own_encoder() -> None:
+    data = synthetic_paired()
+    result = fit(data, Recipe("unimodal", "late-fusion", (1,), ((1,),)), TINY, seed=0)
+    assert set(result.encoder_states) == {"video"}
+    sampled = fit(data, Recipe("ours", "drkf", None, ((0,), (1,), (0, 1))), TINY, seed=0)
+    assert set(sampled.encoder_states) == {"audio", "video"}
+
+
+def test_fused_encoders_start_from_the_unimodal_ones_and_learn_at_their_own_rate() -> None:
+    data = synthetic_paired()
+    start = {m: fit(data, Recipe("unimodal", "late-fusion", (i,), ((i,),)), TINY, 0)
+             .encoder_states[m] for i, m in enumerate(data.modalities)}
+    recipe = Recipe("ours", "drkf", None, ((0,), (1,), (0, 1)))
+    frozen = fit(data, recipe, dataclasses.replace(TINY, encoder_lr_scale=1e-12), 1, start)
+    moving = fit(data, recipe, TINY, 1, start)
+    for m in data.modalities:
+        for key, value in start[m].items():
+            torch.testing.assert_close(frozen.encoder_states[m][key], value, rtol=0, atol=1e-6)
+        assert any(not torch.allclose(moving.encoder_states[m][k], v, atol=1e-4)
+                   for k, v in start[m].items())
+
+
+def test_unimodal_init_trains_the_unimodal_models_first_even_when_not_reported() -> None:
+    data = synthetic_paired()
+    lines: list[str] = []
+    config = dataclasses.replace(TINY, encoder_init="unimodal")
+    result = run_paired(data, [0], config, models=("ours",), log=lines.append)
+    assert [line.split()[3] for line in lines] == ["unimodal", "unimodal", "ours"]
+    assert {r["model"] for r in result["records"]} == {"ours"}
+    assert result["meta"]["config"]["encoder_init"] == "unimodal"
+
+
+def test_seeds_in_parallel_processes_give_the_same_records_as_one_process() -> None:
+    data = synthetic_paired()
+    config = dataclasses.replace(TINY, encoder_init="unimodal")
+    models = ("unimodal", "late-fusion", "ours")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each forked job runs with
+    try:
+        one = run_paired(data, [0, 1], config, models, log=lambda _: None, jobs=1)
+        two = run_paired(data, [0, 1], config, models, log=lambda _: None, jobs=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert two["meta"]["jobs"] == 2
+    assert one["records"] == two["records"]
+    assert one["meta"]["best_epochs"] == two["meta"]["best_epochs"]
