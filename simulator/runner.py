@@ -7,7 +7,6 @@ Each run reports its own wall time and its process's peak resident memory.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from libra.forked import fork_map
 from libra.policies import VMStatic, make_policy, policy_class
 from libra.policies.base import Policy
 from libra.policies.steps import vms_for_rate
@@ -105,12 +105,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-_FORKED: dict[str, _Job] = {}  # set before forking workers; children read it, not a pickle
-
-
-def _run_in_child(name: str) -> PolicyRun:
-    run = _run_one(_FORKED["job"], name)
-    run.sim = None  # SimPy state does not pickle; the result and the tick log do
+def _detached(run: PolicyRun) -> PolicyRun:
+    """What a child sends back: SimPy state does not pickle; the result and the tick log do."""
+    run.sim = None
     return run
 
 
@@ -145,17 +142,9 @@ def run_policies(
                trace_name or stream.name, preset, progress and workers <= 1)
     for name in names:
         build_policy(name, stream, cfg, params.get(name))  # bad parameters fail here, too
-    workers = max(1, min(workers, len(names)))
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_run_one(job, name) for name in names]
-    _FORKED["job"] = job
-    try:
-        # a fresh process per policy, so each run's peak memory is its own
-        context = multiprocessing.get_context("fork")
-        with context.Pool(processes=workers, maxtasksperchild=1) as pool:
-            return pool.map(_run_in_child, names, chunksize=1)
-    finally:
-        _FORKED.clear()
+    # a fresh process per policy, so each run's peak memory is its own
+    return fork_map(lambda name: _run_one(job, name), names, workers,
+                    in_child=lambda name: _detached(_run_one(job, name)))
 
 
 def default_workers() -> int:

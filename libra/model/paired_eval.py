@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from libra.forked import fork_map
 from libra.model.drkf import LossWeights
 from libra.model.features import REPO_ROOT
 from libra.model.metrics import classification_metrics
@@ -173,32 +173,21 @@ def run_seed(dataset: PairedDataset, seed: int, config: PairedConfig, models: Se
     return run
 
 
-_FORKED: dict[str, Any] = {}
-"""The job a forked seed worker reads (inherited, not pickled: the dataset is large)."""
-
-
-def _seed_in_child(seed: int) -> SeedRun:
-    job = _FORKED["job"]
-    # one thread: a parallel region in a forked child of a process that already ran OpenMP
-    # threads can hang (GNU libgomp); one thread per job also keeps `jobs` cores busy, no more
-    torch.set_num_threads(1)
-    return run_seed(job["dataset"], seed, job["config"], job["models"], job["log"])
-
-
 def run_seeds(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfig,
               models: Sequence[str], log: Callable[[str], None], jobs: int) -> list[SeedRun]:
     """Seeds are independent: with `jobs` > 1 each runs in a forked process with one torch
     thread; results are the same as in one process with one thread, in seed order."""
-    jobs = max(1, min(jobs, len(seeds)))
-    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [run_seed(dataset, seed, config, models, log) for seed in seeds]
-    _FORKED["job"] = {"dataset": dataset, "config": config, "models": models, "log": log}
-    try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(processes=jobs, maxtasksperchild=1) as pool:
-            return pool.map(_seed_in_child, seeds, chunksize=1)
-    finally:
-        _FORKED.clear()
+
+    def one(seed: int) -> SeedRun:
+        return run_seed(dataset, seed, config, models, log)
+
+    def in_child(seed: int) -> SeedRun:
+        # one thread: a parallel region in a forked child of a process that already ran OpenMP
+        # threads can hang (GNU libgomp); one thread per job also keeps `jobs` cores busy
+        torch.set_num_threads(1)
+        return one(seed)
+
+    return fork_map(one, seeds, jobs, in_child=in_child)
 
 
 def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfig,
