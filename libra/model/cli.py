@@ -256,17 +256,13 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
     if label_set != "8" and name != "ravdess-av":
         raise click.UsageError("--labels applies to --paired ravdess-av only")
     torch.set_num_threads(threads)
-    config = DEFAULT_CONFIGS[name]
-    if epochs is not None:
-        config = dataclasses.replace(config, epochs=epochs)
     if encoder_lr_scale is not None and not encoder_lr_scale > 0:
         raise click.BadParameter(f"{encoder_lr_scale}: must be above 0",
                                  param_hint="--encoder-lr-scale")
-    if encoder_init is not None:
-        config = dataclasses.replace(
-            config, encoder_init="unimodal" if encoder_init == "unimodal" else "scratch")
-    if encoder_lr_scale is not None:
-        config = dataclasses.replace(config, encoder_lr_scale=encoder_lr_scale)
+    overrides: dict[str, Any] = {"epochs": epochs, "encoder_init": encoder_init,
+                 "encoder_lr_scale": encoder_lr_scale}
+    config = dataclasses.replace(DEFAULT_CONFIGS[name],
+                                 **{k: v for k, v in overrides.items() if v is not None})
     try:
         dataset = load_paired(name, data_dir, label_set="7" if label_set == "7" else "8",
                               max_train=max_train_examples, max_eval=max_eval_examples,

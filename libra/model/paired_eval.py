@@ -200,12 +200,13 @@ def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfi
     if not seeds:
         raise ValueError("give at least one seed")
     started = time.perf_counter()
+    workers = max(1, min(jobs, len(seeds)))  # as fork_map clamps it
     test = dataset.splits["test"]
     subsets = all_subsets(len(dataset.modalities))
     per_seed: dict[tuple[str, Subset], list[dict[str, float]]] = {}
     epochs: dict[str, list[int]] = {}
     val_scores: dict[str, list[float]] = {}
-    for run in run_seeds(dataset, seeds, config, models, log, jobs):
+    for run in run_seeds(dataset, seeds, config, models, log, workers):
         for key, m in run.metrics.items():
             per_seed.setdefault(key, []).append(m)
         for model, values in run.epochs.items():
@@ -239,8 +240,8 @@ def run_paired(dataset: PairedDataset, seeds: Sequence[int], config: PairedConfi
         "best_val_weighted_f1": val_scores,
         "logistic_regression": logistic_anchors(dataset),
         "wall_s": round(time.perf_counter() - started, 1),
-        "jobs": max(1, min(jobs, len(seeds))),
-        "threads": 1 if min(jobs, len(seeds)) > 1 else torch.get_num_threads(),
+        "jobs": workers,
+        "threads": 1 if workers > 1 else torch.get_num_threads(),  # per process
     }
     return {"dataset": dataset.name, "meta": meta, "records": records}
 

@@ -233,13 +233,14 @@ def val_score(model: ModalityModel, dataset: PairedDataset, subsets: Sequence[Su
 
 def _param_groups(model: ModalityModel, started: Sequence[str], config: PairedConfig
                   ) -> list[dict[str, object]]:
-    """Encoders in `started` (begun from unimodal models) learn at `encoder_lr_scale` x lr."""
-    pretrained = {id(p) for name in started for p in model.get_submodule(name).parameters()}
-    rest = [p for p in model.parameters() if id(p) not in pretrained]
-    groups: list[dict[str, object]] = [{"params": rest, "lr": config.lr}]
+    """Encoders in `started` (begun from unimodal models) learn at `encoder_lr_scale` x lr; the
+    rest at the optimizer's lr."""
+    pretrained = [p for name in started for p in model.get_submodule(name).parameters()]
+    ids = {id(p) for p in pretrained}
+    groups: list[dict[str, object]] = [
+        {"params": [p for p in model.parameters() if id(p) not in ids]}]
     if pretrained:
-        groups.append({"params": [p for p in model.parameters() if id(p) in pretrained],
-                       "lr": config.lr * config.encoder_lr_scale})
+        groups.append({"params": pretrained, "lr": config.lr * config.encoder_lr_scale})
     return groups
 
 
@@ -285,10 +286,10 @@ def fit(dataset: PairedDataset, recipe: Recipe, config: PairedConfig, seed: int,
     assert best is not None
     model.load_state_dict(best[2])
     test = dataset.splits["test"]
-    trained_on = (range(n_mod) if recipe.train_subset is None else recipe.train_subset)
+    trained_on = range(n_mod) if recipe.train_subset is None else recipe.train_subset
     return FitResult(best_epoch=best[1], val_score=best[0], history=history,
                      test_probs={s: predict(model, dataset, test, s, config.eval_batch_size)
                                  for s in recipe.eval_subsets},
-                     encoder_states={
-                         name: copy.deepcopy(model.get_submodule(name).state_dict())
+                     encoder_states={  # the model is done with: no copy needed
+                         name: model.get_submodule(name).state_dict()
                          for name in (model.encoder_names[m] for m in trained_on)})
