@@ -12,16 +12,17 @@ import json
 import sys
 import time
 
-READY_LINE = "LIBRA_INSTANCE_READY"
+from libra.children import INSTANCE_READY_LINE, die_with_parent
 
 
 def main() -> None:
     started = time.perf_counter()
+    die_with_parent()  # a killed server must not leave instances behind
     out = sys.stdout
     sys.stdout = sys.stderr  # anything the handler prints must not corrupt the protocol
     from handlers import lambda_function
 
-    out.write(f"{READY_LINE} init_ms={1000 * (time.perf_counter() - started):.1f}\n")
+    out.write(f"{INSTANCE_READY_LINE} init_ms={1000 * (time.perf_counter() - started):.1f}\n")
     out.flush()
     for line in sys.stdin:
         if not line.strip():

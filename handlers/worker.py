@@ -35,12 +35,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from libra.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from libra.children import WORKER_READY_LINE, die_with_parent
 from libra.inputs.audio import AudioInput
 from libra.inputs.video import VideoInput
 from libra.payload import PayloadError, decode_input
 from libra.recognizer import ModelInput, Recognizer
 
-READY_LINE = "LIBRA_WORKER_READY"
 """Printed once with the port when the worker serves: `LIBRA_WORKER_READY port=8101 id=...`."""
 
 
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="register and heartbeat here [$LIBRA_REDIS_URL]")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     args = parser.parse_args(argv)
+    die_with_parent()  # a killed server must not leave a worker holding its port
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         while not getattr(getattr(app.state, "worker", None), "ready", False) and not task.done():
             await asyncio.sleep(0.01)
         if not task.done():
-            print(f"{READY_LINE} port={port} id={worker_id}", flush=True)
+            print(f"{WORKER_READY_LINE} port={port} id={worker_id}", flush=True)
         await task
 
     # uvicorn restores these handlers after its graceful shutdown and re-raises the signal it

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handlers.lambda_local import READY_LINE
 from libra.backends.serverless import InvokeResult, ServerlessError
+from libra.children import INSTANCE_READY_LINE, AsyncChild
 from libra.lifecycle import FunctionState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ class PoolConfig:
 
 @dataclass(eq=False)
 class Instance:
-    proc: asyncio.subprocess.Process
+    proc: AsyncChild
     state: FunctionState = FunctionState.COLD
     last_used_s: float = field(default_factory=time.monotonic)
     init_ms: float = 0.0
@@ -193,23 +193,19 @@ class LocalServerlessPool:
         """A new instance: process start and INIT (the model load) is the cold start."""
         env = {**os.environ, "LIBRA_MODEL_PATH": str(self.config.model_path),
                "LIBRA_ORT_THREADS": str(self.config.threads_per_instance)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "handlers.lambda_local", cwd=str(REPO_ROOT), env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024)
+        proc = await AsyncChild.start([sys.executable, "-m", "handlers.lambda_local"],
+                                      cwd=str(REPO_ROOT), env=env, limit=16 * 1024 * 1024)
         instance = Instance(proc)
         try:
-            assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), self.config.start_timeout_s)
         except TimeoutError:
             line = b""
         text = line.decode(errors="replace")
-        if not text.startswith(READY_LINE):
+        if not text.startswith(INSTANCE_READY_LINE):
             err = b""
             with contextlib.suppress(ProcessLookupError):  # it may have exited already
                 proc.kill()
             with contextlib.suppress(Exception):
-                assert proc.stderr is not None
                 err = await asyncio.wait_for(proc.stderr.read(), 5)
                 await proc.wait()
             lines = err.decode(errors="replace").strip().splitlines()
@@ -222,14 +218,11 @@ class LocalServerlessPool:
         return instance
 
     @staticmethod
-    async def _drain_stderr(proc: asyncio.subprocess.Process) -> None:
-        assert proc.stderr is not None
+    async def _drain_stderr(proc: AsyncChild) -> None:
         while await proc.stderr.read(65536):
             pass
 
     async def _call(self, instance: Instance, event: dict[str, Any]) -> dict[str, Any]:
-        assert instance.proc.stdin is not None
-        assert instance.proc.stdout is not None
         try:
             instance.proc.stdin.write(json.dumps(event).encode() + b"\n")
             await instance.proc.stdin.drain()
@@ -284,7 +277,6 @@ class LocalServerlessPool:
     async def _stop(instance: Instance) -> None:
         """End the process (EOF on stdin, then kill) and wait for it and its pipes."""
         if instance.proc.returncode is None:
-            assert instance.proc.stdin is not None
             instance.proc.stdin.close()
             try:
                 await asyncio.wait_for(instance.proc.wait(), 5)

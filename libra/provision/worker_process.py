@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from handlers.worker import READY_LINE
+from libra.children import WORKER_READY_LINE, spawn
 
-_READY = re.compile(rf"{READY_LINE} port=(\d+) id=(\S+)")
+_READY = re.compile(rf"{WORKER_READY_LINE} port=(\d+) id=(\S+)")
 
 
 class WorkerStartError(RuntimeError):
@@ -35,7 +35,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("ab")  # O_APPEND: the child writes stderr here too
         self.started_s = time.monotonic()
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [sys.executable, "-m", "handlers.worker", "--model", str(model), "--port", "0",
              *extra_args],
             stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, **(env or {})},
