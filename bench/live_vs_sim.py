@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from libra.load import TEXTS, LoadReport, replay, write_timeline  # noqa: E402
+from libra.serving.loadgen import TEXTS, LoadReport, replay, write_timeline  # noqa: E402
 from simulator.config import SimConfig  # noqa: E402
 from simulator.report import table  # noqa: E402
 from simulator.results import PolicyResult  # noqa: E402
@@ -62,7 +62,7 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[
     env = {**os.environ, "LIBRA_VM_PRICE_PER_HOUR_USD": str(args.vm_price_per_hour),
            "LIBRA_SERVERLESS_DURATION_S": str(args.serverless_duration_s),
            "LIBRA_SLA_MARGIN_S": str(args.sla_margin_s)}
-    cmd = [sys.executable, "-m", "libra.serve_cli", "--port", str(port), "--policy", args.policy,
+    cmd = [sys.executable, "-m", "libra.serving.cli", "--port", str(port), "--policy", args.policy,
            "--initial-vms", "0", "--max-vms", str(args.max_vms), "--boot-delay-s",
            str(args.boot_delay_s), "--sla-s", str(args.sla_s), "--vm-capacity-rps",
            str(args.vm_capacity_rps), "--serverless-max-concurrency",

@@ -2,9 +2,9 @@
 
 Two servers on loopback, each its own process: `libra-serve` with the no-op serverless driver
 (policy `serverless`, no VMs: every request is read, tokenized, packed, routed and answered by
-`libra.backends.noop`), and a bare FastAPI/uvicorn app on the same stack that reads the body and
-answers a fixed JSON. An open-loop client (Poisson arrivals) drives each at 200 and 1000 req/s in
-alternating rounds; the overhead is libra's latency minus the bare app's at the same rate,
+`libra.serving.backends.noop`), and a bare FastAPI/uvicorn app on the same stack that reads the
+body and answers a fixed JSON. An open-loop client (Poisson arrivals) drives each at 200 and 1000
+req/s in alternating rounds; the overhead is libra's latency minus the bare app's at the same rate,
 p50 and p99, medians over rounds. Nothing is asserted; the figures go to docs/benchmarks.md:
 
     python bench/router_overhead.py                  # about 2 minutes
@@ -133,7 +133,7 @@ def main() -> None:
     libra_port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bare_app.py").write_text(BARE_APP)
-        libra = start([sys.executable, "-m", "libra.serve_cli", "--port", str(libra_port),
+        libra = start([sys.executable, "-m", "libra.serving.cli", "--port", str(libra_port),
                        "--model-dir", str(args.model_dir), "--policy", "serverless",
                        "--initial-vms", "0"],
                       f"http://127.0.0.1:{libra_port}",

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.model_variants import requests  # noqa: E402
-from libra.backends.local_pool import LocalServerlessPool, PoolConfig  # noqa: E402
-from libra.payload import encode_input  # noqa: E402
+from libra.runtime.payload import encode_input  # noqa: E402
+from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig  # noqa: E402
 
 
 async def round_trip(model: Path, warm: int, kind: str) -> tuple[float, float, list[float]]:

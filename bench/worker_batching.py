@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.model_variants import requests  # noqa: E402
-from libra.payload import encode_input  # noqa: E402
-from libra.provision.worker_process import WorkerProcess  # noqa: E402
+from libra.runtime.payload import encode_input  # noqa: E402
+from libra.serving.provision.worker_process import WorkerProcess  # noqa: E402
 
 
 async def drive(url: str, concurrency: int, seconds: float,

@@ -3,13 +3,13 @@
 Deployed as a container image or zip with the `libra` package and one ONNX file; the local
 serverless pool runs this same module in its instance processes (`handlers.lambda_local`).
 
-Event (JSON): `{"request_id": "...", "inputs": <libra.payload>}`, or for inputs too large for
-Lambda's 6 MB synchronous payload `{"request_id": "...", "inputs_s3": {"bucket": ..., "key": ...}}`
-naming a JSON object of the same format. Answer: `{"request_id", "probabilities",
+Event (JSON): `{"request_id": "...", "inputs": <libra.runtime.payload>}`, or for inputs too large
+for Lambda's 6 MB synchronous payload `{"request_id": "...", "inputs_s3": {"bucket": ..., "key":
+...}}` naming a JSON object of the same format. Answer: `{"request_id", "probabilities",
 "model_version", "precision", "cold_start", "init_ms", "infer_ms"}`, or on bad input
-`{"request_id", "error": {"code", "message"}}` (a handled error, not a function failure, so
-the caller can tell the client's fault from ours). A keep-warm ping `{"warmup": true, "hold_ms":
-50}` runs no inference and answers `{"warmup": true, "cold_start", "init_ms", "infer_ms"}`.
+`{"request_id", "error": {"code", "message"}}` (a handled error, not a function failure, so the
+caller can tell the client's fault from ours). A keep-warm ping `{"warmup": true, "hold_ms": 50}`
+runs no inference and answers `{"warmup": true, "cold_start", "init_ms", "infer_ms"}`.
 
 Settings (environment): `LIBRA_MODEL_PATH` (default: `int8.onnx` beside this file, then
 `/opt/libra/int8.onnx`), `LIBRA_ORT_THREADS` (default 1, a Lambda vCPU).
@@ -27,8 +27,8 @@ import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from libra.payload import PayloadError, decode_input  # noqa: E402
-from libra.recognizer import Recognizer  # noqa: E402
+from libra.runtime.payload import PayloadError, decode_input  # noqa: E402
+from libra.runtime.recognizer import Recognizer  # noqa: E402
 
 _DEFAULT_PATHS = (Path(__file__).resolve().parent / "int8.onnx", Path("/opt/libra/int8.onnx"))
 

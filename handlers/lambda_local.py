@@ -1,6 +1,6 @@
 """One local serverless instance: the Lambda handler in a process, events as JSON lines.
 
-Started by the local serverless pool (`libra.backends.local_pool`). Importing
+Started by the local serverless pool (`libra.serving.backends.local_pool`). Importing
 `handlers.lambda_function` is the INIT phase (the model loads): its time is the instance's real
 cold start. Then it prints `LIBRA_INSTANCE_READY init_ms=...` and answers one event per stdin
 line with one stdout line, one at a time, as a Lambda instance does.
@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from libra.children import INSTANCE_READY_LINE, die_with_parent
+from libra.serving.children import INSTANCE_READY_LINE, die_with_parent
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ drains: `/readyz` turns 503, new requests get 503 `draining`, requests in flight
 exits. With `--redis-url` it registers itself and heartbeats so routers on other machines find
 it; locally the provisioner that started it tracks it.
 
-Endpoints: `POST /infer` (a `libra.payload` body; typed JSON errors `code`, `message`,
+Endpoints: `POST /infer` (a `libra.runtime.payload` body; typed JSON errors `code`, `message`,
 `request_id`), `GET /healthz`, `GET /readyz`, `GET /stats`.
 """
 
@@ -34,12 +34,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from libra.batching import BatchError, BatchTimeoutError, DynamicBatcher
-from libra.children import WORKER_READY_LINE, die_with_parent
-from libra.inputs.audio import AudioInput
-from libra.inputs.video import VideoInput
-from libra.payload import PayloadError, decode_input
-from libra.recognizer import ModelInput, Recognizer
+from libra.runtime.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from libra.runtime.inputs.audio import AudioInput
+from libra.runtime.inputs.video import VideoInput
+from libra.runtime.payload import PayloadError, decode_input
+from libra.runtime.recognizer import ModelInput, Recognizer
+from libra.serving.children import WORKER_READY_LINE, die_with_parent
 
 """Printed once with the port when the worker serves: `LIBRA_WORKER_READY port=8101 id=...`."""
 
@@ -197,7 +197,7 @@ def warm_up(recognizer: Recognizer, max_batch_size: int) -> None:
 async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
                          every_s: float = 2.0) -> None:
     """Register in the shared (Redis) registry and refresh the entry while serving."""
-    from libra.state.registry import RedisRegistry, WorkerInfo
+    from libra.serving.state.registry import RedisRegistry, WorkerInfo
 
     registry = RedisRegistry(registry_url)
     info = WorkerInfo(state.worker_id, url, describe(state)["device"], state.batcher.max_batch_size)
@@ -208,7 +208,7 @@ async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
 
 
 def deregister(registry_url: str, worker_id: str) -> None:
-    from libra.state.registry import RedisRegistry
+    from libra.serving.state.registry import RedisRegistry
 
     with contextlib.suppress(Exception):  # leaving is best effort: the entry's TTL ends it anyway
         RedisRegistry(registry_url).remove(worker_id)

@@ -12,7 +12,7 @@ import click
 import tomllib
 from pydantic import ValidationError
 
-from libra.policies import POLICIES, UnknownPolicyError
+from libra.core.policies import POLICIES, UnknownPolicyError
 from simulator.config import SimConfig
 from simulator.errors import TraceFormatError
 from simulator.presets import Preset, PresetError, deep_merge, load_preset, preset_names

@@ -24,14 +24,14 @@ from typing import Any, Literal
 import numpy as np
 import simpy
 
-from libra.lifecycle import VMState
-from libra.policies.base import Decision, Observation, Policy
-from libra.routing import FIT_TOLERANCE_S, Route, choose_route
+from libra.core.lifecycle import VMState
+from libra.core.policies.base import Decision, Observation, Policy
+from libra.core.route_rule import FIT_TOLERANCE_S, Route, choose_route
 from simulator.arrivals import ArrayStream, ArrivalStream
 from simulator.config import SimConfig
 from simulator.recorder import Recorder
 from simulator.serverless_pool import ServerlessPool
-from simulator.service import sample_service_times
+from simulator.service_times import sample_service_times
 from simulator.trace_base import Trace
 from simulator.vm_fleet import SimVM, VMFleet
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from libra.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation
 from simulator.config import SLA_TOLERANCE_S
 
 # Latency histogram: bin i holds [L0 * R**i, L0 * R**(i+1)); bin 0 also everything below L0.

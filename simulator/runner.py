@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from libra.core.policies import VMStatic, make_policy, policy_class
+from libra.core.policies.base import Policy
+from libra.core.policies.steps import vms_for_rate
 from libra.forked import fork_map
-from libra.policies import VMStatic, make_policy, policy_class
-from libra.policies.base import Policy
-from libra.policies.steps import vms_for_rate
 from simulator.arrivals import ArrivalStream
 from simulator.config import SimConfig
 from simulator.engine import Mode, Simulation, _as_stream

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from libra.lifecycle import VMState
+from libra.core.lifecycle import VMState
 from simulator.config import VMConfig
 
 

@@ -39,8 +39,8 @@ def built_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     pytest.importorskip("onnxscript", reason="building the ONNX files needs the `train` extra")
     from click.testing import CliRunner
 
-    from libra.model.build import BUNDLE_DIR
-    from libra.model.cli import main
+    from libra.training.build import BUNDLE_DIR
+    from libra.training.cli import main
 
     if not (BUNDLE_DIR / "model.pt").is_file():
         pytest.skip(f"no bundled weights in {BUNDLE_DIR}")

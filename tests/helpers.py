@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from libra.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation
 
 
 @dataclass

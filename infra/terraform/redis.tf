@@ -1,5 +1,5 @@
 # Redis (ElastiCache): the routers' shared per-second rate counters and the worker registry
-# (libra/state/). Everything Libra writes has a TTL, so there is nothing to back up or fail over:
+# (libra/serving/state/). Everything Libra writes has a TTL, so there is nothing to back up or fail over:
 # one node, no snapshots. A lost node costs a few seconds of rates (routers fall back to their
 # local counts) and the workers re-register on their next heartbeat.
 

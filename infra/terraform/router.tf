@@ -68,7 +68,7 @@ resource "aws_iam_role_policy" "router_execution" {
 }
 
 # Task role: what libra-serve's boto3 clients may do. Exactly the calls in
-# libra/provision/aws.py and libra/backends/serverless.py (tests/unit/test_infra.py derives the
+# libra/serving/provision/aws.py and libra/serving/backends/serverless.py (tests/unit/test_infra.py derives the
 # list from their source and compares).
 resource "aws_iam_role" "router_task" {
   name               = "${var.name}-router-task"
@@ -103,7 +103,7 @@ resource "aws_iam_role_policy" "router_calls" {
 }
 
 locals {
-  # The router's settings: every key is LIBRA_<field> of libra.config.Settings (checked by
+  # The router's settings: every key is LIBRA_<field> of libra.serving.settings.Settings (checked by
   # tests/unit/test_infra.py). The image sets LIBRA_MODEL_DIR and LIBRA_LOG_DIR.
   router_env = {
     LIBRA_POLICY                = var.policy
@@ -184,7 +184,7 @@ resource "aws_lb_target_group" "router" {
   deregistration_delay = 35
 
   health_check {
-    # 200 once the controller has ticked (libra/api.py): a task joins when it can route.
+    # 200 once the controller has ticked (libra/serving/api.py): a task joins when it can route.
     path                = "/readyz"
     matcher             = "200"
     interval            = 10

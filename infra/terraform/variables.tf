@@ -1,6 +1,6 @@
 # Every variable has a description and, where one exists, a default that deploys a working stack.
 # Names that end up in the router's environment are noted with the LIBRA_* setting they feed
-# (libra/config.py, Settings).
+# (libra/serving/settings.py, Settings).
 
 # ---------------------------------------------------------------------------------------------
 # Stack
@@ -160,7 +160,7 @@ variable "sla_s" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# GPU workers (EC2 Auto Scaling group driven by libra/provision/aws.py)
+# GPU workers (EC2 Auto Scaling group driven by libra/serving/provision/aws.py)
 # ---------------------------------------------------------------------------------------------
 
 variable "worker_instance_type" {

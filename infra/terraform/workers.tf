@@ -1,5 +1,5 @@
 # GPU workers: an EC2 Auto Scaling group whose desired capacity Libra's controller sets
-# (libra/provision/aws.py: set_desired_capacity with HonorCooldown=False). Terraform creates the
+# (libra/serving/provision/aws.py: set_desired_capacity with HonorCooldown=False). Terraform creates the
 # group and never touches its desired capacity again. No scaling policies: the controller is
 # the only thing that scales it.
 #
@@ -184,7 +184,7 @@ resource "aws_autoscaling_group" "workers" {
 
     precondition {
       condition     = var.worker_min <= var.worker_max && var.worker_initial <= var.worker_max
-      error_message = "Need worker_min <= worker_max and worker_initial <= worker_max (libra.config.Settings refuses initial_vms > max_vms)."
+      error_message = "Need worker_min <= worker_max and worker_initial <= worker_max (libra.serving.settings.Settings refuses initial_vms > max_vms)."
     }
   }
 }

@@ -5,7 +5,6 @@ leaves no worker or instance behind."""
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from libra.model.labels import EMOTIONS
+from libra.runtime.labels import EMOTIONS
 from tests.helpers import encode_video, encode_wav
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (log_dir / f"serve-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "libra.serve_cli", "--port", str(self.port), "--model-dir",
+            [sys.executable, "-m", "libra.serving.cli", "--port", str(self.port), "--model-dir",
              str(model_dir), *args],
             stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "LIBRA_LOG_DIR": str(log_dir), **(env or {})})
@@ -215,8 +215,8 @@ def test_libra_load_replays_a_trace_and_records_the_fleet(vm_server: Server, tmp
     trace.write_text("timestamp_s\n" + "\n".join(f"{t:.4f}" for t in arrivals) + "\n")
     timeline = tmp_path / "timeline.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "libra.load", "--trace", str(trace), "--url", vm_server.url,
-         "--duration", "10", "--timeline", str(timeline)],
+        [sys.executable, "-m", "libra.serving.loadgen", "--trace", str(trace),
+         "--url", vm_server.url, "--duration", "10", "--timeline", str(timeline)],
         check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("vm-static (live)"))
@@ -233,7 +233,8 @@ def test_libra_load_names_the_bad_line_of_a_trace(vm_server: Server, tmp_path: P
     trace = tmp_path / "broken.csv"
     trace.write_text("timestamp_s\n0.5\nsoon\n")
     done = subprocess.run(
-        [sys.executable, "-m", "libra.load", "--trace", str(trace), "--url", vm_server.url],
+        [sys.executable, "-m", "libra.serving.loadgen", "--trace", str(trace),
+         "--url", vm_server.url],
         check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "broken.csv:3" in done.stderr  # file and line

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from libra.policies import POLICIES
+from libra.core.policies import POLICIES
 from simulator.cli import main
 from simulator.fetch import TRACES
 from simulator.runner import DEFAULT_POLICIES

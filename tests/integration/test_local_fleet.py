@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from libra.backends.noop import NoopDriver
-from libra.backends.vm import VMBackend
-from libra.control.controller import ControlConfig, Controller
-from libra.lifecycle import VMState
-from libra.policies.base import Decision
-from libra.provision.local import LocalProvisioner
-from libra.router import Router
-from libra.state.rates import RateMonitor
+from libra.core.lifecycle import VMState
+from libra.core.policies.base import Decision
+from libra.serving.backends.noop import NoopDriver
+from libra.serving.backends.vm import VMBackend
+from libra.serving.control.controller import ControlConfig, Controller
+from libra.serving.provision.local import LocalProvisioner
+from libra.serving.router import Router
+from libra.serving.state.rates import RateMonitor
 from tests.helpers import Scripted
 
 pytestmark = pytest.mark.integration

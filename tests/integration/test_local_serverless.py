@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from libra.backends.local_pool import LocalServerlessPool, PoolConfig
-from libra.backends.serverless import ServerlessError
-from libra.inputs.text import TextTokenizer
-from libra.lifecycle import FunctionState
-from libra.payload import decode_input, encode_input
-from libra.recognizer import ModelInput, Recognizer
+from libra.core.lifecycle import FunctionState
+from libra.runtime.inputs.text import TextTokenizer
+from libra.runtime.payload import decode_input, encode_input
+from libra.runtime.recognizer import ModelInput, Recognizer
+from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
+from libra.serving.backends.serverless import ServerlessError
 
 pytestmark = pytest.mark.integration
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from libra.backends.local_pool import LocalServerlessPool, PoolConfig
-from libra.backends.vm import VMBackend
-from libra.inputs.text import TextTokenizer
-from libra.payload import encode_input
-from libra.policies.base import Decision
-from libra.provision.worker_process import WorkerProcess
-from libra.recognizer import ModelInput
-from libra.router import NoBackendError, Router, RouterConfig
-from libra.state.registry import WorkerInfo
+from libra.core.policies.base import Decision
+from libra.runtime.inputs.text import TextTokenizer
+from libra.runtime.payload import encode_input
+from libra.runtime.recognizer import ModelInput
+from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
+from libra.serving.backends.vm import VMBackend
+from libra.serving.provision.worker_process import WorkerProcess
+from libra.serving.router import NoBackendError, Router, RouterConfig
+from libra.serving.state.registry import WorkerInfo
 
 pytestmark = pytest.mark.integration
 

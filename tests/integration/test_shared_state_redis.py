@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from libra.state.rates import SECOND_KEY, MemoryRateStore, RateMonitor, RedisRateStore
-from libra.state.registry import MemoryRegistry, RedisRegistry, WorkerInfo
+from libra.serving.state.rates import SECOND_KEY, MemoryRateStore, RateMonitor, RedisRateStore
+from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerInfo
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from libra.inputs.audio import audio_features
-from libra.inputs.text import TextTokenizer
-from libra.payload import decode_input, encode_input
-from libra.provision.worker_process import WorkerProcess, WorkerStartError
-from libra.recognizer import ModelInput, Recognizer
+from libra.runtime.inputs.audio import audio_features
+from libra.runtime.inputs.text import TextTokenizer
+from libra.runtime.payload import decode_input, encode_input
+from libra.runtime.recognizer import ModelInput, Recognizer
+from libra.serving.provision.worker_process import WorkerProcess, WorkerStartError
 from tests.helpers import encode_wav
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_concurrent_requests_are_batched(worker: WorkerProcess) -> None:
 
 @pytest.mark.parametrize(("body", "status", "code", "words"), [
     (b"not json", 400, "bad_json", "not JSON"),
-    (b'{"request_id": "x", "inputs": {"format": "libra.inputs/1"}}', 400, "bad_payload",
+    (b'{"request_id": "x", "inputs": {"format": "libra.runtime.inputs/1"}}', 400, "bad_payload",
      "no modality"),
     (b'{"request_id": "y", "inputs": {"format": "v0"}}', 400, "bad_payload", "format"),
 ])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from libra.policies import Libra
+from libra.core.policies import Libra
 from simulator.arrivals import CHUNK_S, CountStream
 from simulator.config import SimConfig
 from simulator.engine import Simulation

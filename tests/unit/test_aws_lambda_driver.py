@@ -12,11 +12,11 @@ boto3 = pytest.importorskip("boto3", reason="the AWS driver needs boto3 (the `aw
 from botocore.response import StreamingBody  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
-from libra.backends.serverless import AwsLambdaDriver, ServerlessError  # noqa: E402
+from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessError  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
-EVENT = {"request_id": "r1", "inputs": {"format": "libra.inputs/1"}}
+EVENT = {"request_id": "r1", "inputs": {"format": "libra.runtime.inputs/1"}}
 EXPECTED = {"FunctionName": "libra-infer", "InvocationType": "RequestResponse",
             "Payload": json.dumps(EVENT).encode()}
 

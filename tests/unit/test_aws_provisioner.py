@@ -7,9 +7,9 @@ import pytest
 boto3 = pytest.importorskip("boto3", reason="the AWS provisioner needs boto3")
 from botocore.stub import Stubber  # noqa: E402
 
-from libra.lifecycle import VMState  # noqa: E402
-from libra.provision.aws import AutoScalingProvisioner  # noqa: E402
-from libra.state.registry import MemoryRegistry, WorkerInfo  # noqa: E402
+from libra.core.lifecycle import VMState  # noqa: E402
+from libra.serving.provision.aws import AutoScalingProvisioner  # noqa: E402
+from libra.serving.state.registry import MemoryRegistry, WorkerInfo  # noqa: E402
 
 pytestmark = pytest.mark.unit
 GROUP = "libra-workers"

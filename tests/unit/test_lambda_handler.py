@@ -10,9 +10,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from libra.inputs.text import TextTokenizer
-from libra.payload import encode_input
-from libra.recognizer import ModelInput, Recognizer
+from libra.runtime.inputs.text import TextTokenizer
+from libra.runtime.payload import encode_input
+from libra.runtime.recognizer import ModelInput, Recognizer
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def test_the_first_event_of_an_instance_is_its_cold_start(handler_module: Module
 
 @pytest.mark.parametrize(("event", "words"), [
     ({"request_id": "x"}, "format"),
-    ({"request_id": "x", "inputs": {"format": "libra.inputs/1"}}, "no modality"),
+    ({"request_id": "x", "inputs": {"format": "libra.runtime.inputs/1"}}, "no modality"),
     ({"request_id": "x", "inputs_s3": "s3://bucket/key"}, "bucket and key"),
 ])
 def test_bad_events_are_answered_with_an_error(handler_module: ModuleType, event: dict,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from libra.model.datasets import RAVDESS_SPLITS, load_fer, load_meld, load_ravdess, ravdess_label
-from libra.model.labels import EMOTIONS, label_index
+from libra.runtime.labels import EMOTIONS, label_index
+from libra.training.datasets import RAVDESS_SPLITS, load_fer, load_meld, load_ravdess, ravdess_label
 
 pytestmark = [pytest.mark.unit, pytest.mark.shared]
 

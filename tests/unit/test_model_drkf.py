@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the model needs the `train` extra (torch==2.13.0)")
 
-from libra.model.drkf import (  # noqa: E402
+from libra.training.drkf import (  # noqa: E402
     DRKF,
     N_CLASSES,
     LossWeights,

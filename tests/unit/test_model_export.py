@@ -19,16 +19,16 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from libra.inputs.audio import AudioInput  # noqa: E402
-from libra.inputs.video import VideoInput  # noqa: E402
-from libra.model import quantize  # noqa: E402
-from libra.model.build import BUNDLE_DIR, VARIANTS, build, load_energy, write_bundle  # noqa: E402
-from libra.model.checkpoint import load_checkpoint  # noqa: E402
-from libra.model.cli import main  # noqa: E402
-from libra.model.export import INPUT_NAMES, ServingGraph  # noqa: E402
-from libra.model.text_encoder import MiniLMEncoder  # noqa: E402
-from libra.payload import decode_input, encode_input  # noqa: E402
-from libra.recognizer import ModelInput, Recognizer, assemble  # noqa: E402
+from libra.runtime.inputs.audio import AudioInput  # noqa: E402
+from libra.runtime.inputs.video import VideoInput  # noqa: E402
+from libra.runtime.payload import decode_input, encode_input  # noqa: E402
+from libra.runtime.recognizer import ModelInput, Recognizer, assemble  # noqa: E402
+from libra.training import quantize  # noqa: E402
+from libra.training.build import BUNDLE_DIR, VARIANTS, build, load_energy, write_bundle  # noqa: E402
+from libra.training.checkpoint import load_checkpoint  # noqa: E402
+from libra.training.cli import main  # noqa: E402
+from libra.training.export import INPUT_NAMES, ServingGraph  # noqa: E402
+from libra.training.text_encoder import MiniLMEncoder  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -235,9 +235,9 @@ def test_training_features_and_serving_inputs_are_the_same(
         data_dir: Path, tmp_path: Path, built: tuple[Path, dict], source: str, limit: int) -> None:
     """The training cache and the serving path make the same model inputs from the same data,
     and the exported graph on serving inputs answers as the torch model on training inputs."""
-    from libra.model.batches import make_batch, run_batch
-    from libra.model.features import load_features
-    from libra.model.onnx_eval import source_rows
+    from libra.training.batches import make_batch, run_batch
+    from libra.training.features import load_features
+    from libra.training.onnx_eval import source_rows
 
     train = load_features(source, "test", limit=limit, root=data_dir, cache_dir=tmp_path,
                           progress=False)
@@ -277,7 +277,7 @@ def test_quantized_variants_answer_like_fp32_on_real_test_data(
     """Top-1 agreement with FP32 and accuracy within 3 points on fixed subsets of the test splits
     (the full-split deltas, INT8 within 1 and INT4 within 2 points, are `libra-model eval-onnx`'s,
     in docs/model.md)."""
-    from libra.model.onnx_eval import predict_rows, source_rows
+    from libra.training.onnx_eval import predict_rows, source_rows
 
     fp32 = Recognizer(built[0] / "fp32.onnx")
     other = Recognizer(built[0] / f"{variant}.onnx")

@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch", reason="the model needs the `train` extra (
 
 from click.testing import CliRunner  # noqa: E402
 
-from libra.model.build import BUNDLE_DIR  # noqa: E402
-from libra.model.checkpoint import load_checkpoint  # noqa: E402
-from libra.model.cli import PAIRED_MODELS, main  # noqa: E402
-from libra.model.datasets import ravdess_label  # noqa: E402
-from libra.model.drkf import (  # noqa: E402
+from libra.training.build import BUNDLE_DIR  # noqa: E402
+from libra.training.checkpoint import load_checkpoint  # noqa: E402
+from libra.training.cli import PAIRED_MODELS, main  # noqa: E402
+from libra.training.datasets import ravdess_label  # noqa: E402
+from libra.training.drkf import (  # noqa: E402
     DRKF,
     AudioEncoder,
     FaceEncoder,
@@ -28,8 +28,8 @@ from libra.model.drkf import (  # noqa: E402
     TextProjection,
     drkf_losses,
 )
-from libra.model.early_fusion import EarlyFusion  # noqa: E402
-from libra.model.paired_data import (  # noqa: E402
+from libra.training.early_fusion import EarlyFusion  # noqa: E402
+from libra.training.paired_data import (  # noqa: E402
     MOSI_FILE,
     RAVDESS_AV_FILE,
     PairedDataset,
@@ -38,8 +38,8 @@ from libra.model.paired_data import (  # noqa: E402
     load_ravdess_av,
     ravdess_av_labels,
 )
-from libra.model.paired_eval import MODELS, late_fusion_probs, run_paired  # noqa: E402
-from libra.model.paired_train import (  # noqa: E402
+from libra.training.paired_eval import MODELS, late_fusion_probs, run_paired  # noqa: E402
+from libra.training.paired_train import (  # noqa: E402
     PairedConfig,
     Recipe,
     all_subsets,
@@ -145,7 +145,7 @@ def test_early_fusion_zeroes_absent_modalities() -> None:
 
 
 def test_cutting_log_mel_after_the_longest_valid_clip_gives_the_same_embedding() -> None:
-    from libra.model.paired_data import PairedSplit
+    from libra.training.paired_data import PairedSplit
 
     rng = np.random.default_rng(0)
     mel = rng.normal(size=(3, 64, 400)).astype(np.float16)

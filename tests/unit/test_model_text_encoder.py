@@ -10,7 +10,7 @@ pytest.importorskip("transformers", reason="the text encoder needs the `train` e
 
 from tokenizers import Tokenizer
 
-from libra.model.text_encoder import MiniLMEncoder, minilm_dir
+from libra.training.text_encoder import MiniLMEncoder, minilm_dir
 
 pytestmark = pytest.mark.unit
 

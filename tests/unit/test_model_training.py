@@ -16,19 +16,19 @@ torch = pytest.importorskip("torch", reason="training needs the `train` extra (t
 from click.testing import CliRunner  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from libra.model import features as feats  # noqa: E402
-from libra.model.batches import BalancedSampler, encode_batch, make_batch  # noqa: E402
-from libra.model.checkpoint import build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from libra.model.cli import main  # noqa: E402
-from libra.model.drkf import AUDIO, TEXT, VIDEO  # noqa: E402
-from libra.model.evaluate import (  # noqa: E402
+from libra.training import features as feats  # noqa: E402
+from libra.training.batches import BalancedSampler, encode_batch, make_batch  # noqa: E402
+from libra.training.checkpoint import build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from libra.training.cli import main  # noqa: E402
+from libra.training.drkf import AUDIO, TEXT, VIDEO  # noqa: E402
+from libra.training.evaluate import (  # noqa: E402
     classification_metrics,
     evaluate,
     pseudo_pairs,
 )
-from libra.model.features import FeatureSet, cache_path, load_features  # noqa: E402
-from libra.model.late_fusion import LateFusion  # noqa: E402
-from libra.model.train import TrainConfig, cosine_with_warmup, train  # noqa: E402
+from libra.training.features import FeatureSet, cache_path, load_features  # noqa: E402
+from libra.training.late_fusion import LateFusion  # noqa: E402
+from libra.training.train import TrainConfig, cosine_with_warmup, train  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -136,7 +136,7 @@ def test_metrics_match_a_hand_computed_case() -> None:
 
 def test_numpy_f1_agrees_with_sklearn() -> None:
     pytest.importorskip("sklearn", reason="the comparison needs scikit-learn")
-    from libra.model.metrics import _f1_numpy
+    from libra.training.metrics import _f1_numpy
 
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 7, 300), rng.integers(0, 6, 300)
@@ -376,9 +376,9 @@ def test_features_have_the_model_shapes_and_the_cache_is_hit_the_second_time(
 
 @pytest.mark.shared
 def test_length_sorted_text_batches_equal_full_padding(data_dir: Path) -> None:
-    from libra.inputs.text import TextTokenizer
-    from libra.model.datasets import load_meld
-    from libra.model.text_encoder import MiniLMEncoder
+    from libra.runtime.inputs.text import TextTokenizer
+    from libra.training.datasets import load_meld
+    from libra.training.text_encoder import MiniLMEncoder
 
     texts = [e.text for e in load_meld(data_dir / "meld", "val")[:40]]
     fast = feats.embed_texts(texts, batch_size=16, progress=False)

@@ -7,10 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from libra.inputs.audio import AudioInput
-from libra.inputs.video import VideoInput
-from libra.payload import MAX_PAYLOAD_BYTES, PayloadError, decode_input, encode_input, pack_array
-from libra.recognizer import ModelInput, assemble
+from libra.runtime.inputs.audio import AudioInput
+from libra.runtime.inputs.video import VideoInput
+from libra.runtime.payload import (
+    MAX_PAYLOAD_BYTES,
+    PayloadError,
+    decode_input,
+    encode_input,
+    pack_array,
+)
+from libra.runtime.recognizer import ModelInput, assemble
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from libra.policies import (
+from libra.core.policies import (
     POLICIES,
     Decision,
     Libra,
@@ -78,7 +78,7 @@ def test_registry_has_every_policy_and_rejects_unknown_names() -> None:
 
 
 def test_nothing_under_policies_reads_the_clock() -> None:
-    for path in Path("libra/policies").glob("*.py"):
+    for path in Path("libra/core/policies").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from libra.policies import Libra, LibraForecast
-from libra.policies.base import Observation
-from libra.policies.forecast import holt_damped, seasonal_index
+from libra.core.policies import Libra, LibraForecast
+from libra.core.policies.base import Observation
+from libra.core.policies.forecast import holt_damped, seasonal_index
 from simulator.config import ServerlessConfig
 from simulator.serverless_pool import ServerlessPool
 

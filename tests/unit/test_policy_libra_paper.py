@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from libra.policies import LibraPaper
-from libra.policies.base import Observation
-from libra.routing import Route, choose_route
+from libra.core.policies import LibraPaper
+from libra.core.policies.base import Observation
+from libra.core.route_rule import Route, choose_route
 from simulator.config import ServerlessConfig, SimConfig, VMConfig
 from simulator.engine import Simulation
 
@@ -131,7 +131,7 @@ def test_in_paper_epochs_the_quota_share_is_served_within_its_second() -> None:
 def test_count_based_quota_above_capacity_queues_and_is_late() -> None:
     # A quota larger than what the ready VMs hold: the extra requests wait a whole second on the
     # VM (the paper's unbounded FIFO) instead of spilling, so they miss the 1 s SLA.
-    from libra.policies.base import Decision
+    from libra.core.policies.base import Decision
     from tests.helpers import Scripted
 
     policy = Scripted(((0.0, Decision(target_vms=1, reason="1 VM, quota 20", vm_quota_rps=20.0,

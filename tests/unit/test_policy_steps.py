@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from libra.policies.steps import (
+from libra.core.policies.steps import (
     ScaleDelay,
     break_even_rps,
     clamp,
@@ -16,7 +16,7 @@ from libra.policies.steps import (
     vms_paying_off,
     vms_worth_running,
 )
-from libra.routing import Route, choose_route
+from libra.core.route_rule import Route, choose_route
 
 pytestmark = pytest.mark.unit
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from libra.lifecycle import VMState
-from libra.policies import ServerlessOnly, VMStatic
-from libra.policies.base import Decision
-from libra.routing import Route
+from libra.core.lifecycle import VMState
+from libra.core.policies import ServerlessOnly, VMStatic
+from libra.core.policies.base import Decision
+from libra.core.route_rule import Route
 from simulator.config import ServerlessConfig, SimConfig, VMConfig
 from simulator.engine import Simulation
 from simulator.results import summarise

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libra.lifecycle import VMState
-from libra.policies.base import Decision
-from libra.routing import Route
+from libra.core.lifecycle import VMState
+from libra.core.policies.base import Decision
+from libra.core.route_rule import Route
 from simulator.config import ServerlessConfig, SimConfig, VMConfig
 from simulator.engine import Simulation
 from simulator.runner import DEFAULT_POLICIES, PolicyRun, run_policies

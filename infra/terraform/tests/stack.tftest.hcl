@@ -86,7 +86,7 @@ run "default_public_tier" {
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.worker.user_data), "--worker-id \"$INSTANCE_ID\"")
-    error_message = "workers must register under their instance id (libra/provision/aws.py matches on it)"
+    error_message = "workers must register under their instance id (libra/serving/provision/aws.py matches on it)"
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.worker.user_data), "--env LIBRA_REDIS_URL=rediss://master.libra-redis.abc123.use1.cache.amazonaws.com:6379/0")

@@ -1,0 +1,175 @@
+"""`libra`: LIBRA's structure (VMs for sustained load, serverless for the rest and for VM boots)
+with what the paper leaves implicit or out made explicit. The paper's own algorithm, step for
+step, is `libra-paper` (`libra/core/policies/libra_paper.py`).
+
+1. **Break-even from the prices.** One more VM pays off only if it carries at least
+   r* = VM price per second / serverless cost per request (the traffic cost indifference point).
+   Every `interval_s` (60 s) the policy takes the last `period_s` (300 s) of per-second counts and
+   computes the mean load the k-th VM would have carried, `mean_t clip(x_t - (k-1) * capacity, 0,
+   capacity)`: a VM that only bursts reach carries little on average, one a sustained rise
+   reaches carries a lot. The fleet is the largest k whose k-th VM clears its bar: r* for a VM
+   already running, r* * max(boot + period, EC2 minimum) / period for one that must first boot
+   (it is billed while booting and for at least the minimum). No constant fitted to a trace: the
+   prices, the boot delay and the period decide.
+2. **Serverless concurrency limit.** Serverless carries at most `limit / service time` req/s;
+   load above that is throttled (dropped). The fleet is at least the VMs that carry, on average
+   over the window, the load serverless could not.
+3. **EC2's 60 s minimum.** A VM stopped within `vm_min_billing_s` of being launched saves nothing,
+   so the fleet does not shrink within that time of growing.
+4. **Serverless cold starts and keep-alive.** When a cold start cannot meet the SLA (cold start +
+   service > SLA), the policy keeps warm the serverless instances the spill has needed at its
+   peak over the last `warm_horizon_s` (the per-second load above the ready VMs' capacity, times
+   the serverless service time, plus a Poisson margin of three standard deviations for arrivals
+   inside the second), up to the concurrency limit; the platform keeps them warm past their
+   keep-alive with pings (`Decision.serverless_warm`).
+5. **Per-request latency against the SLA.** No quota: ready VMs take every request they can
+   finish inside the SLA (the shared routing rule, planned with the VM's p99 service time), the
+   rest spills. Booting VMs take nothing, so serverless hides the VM boot as the paper's held
+   quota does.
+
+With traffic and no VM at all the policy decides at once (the cold-start branch) instead of
+waiting for the interval; with a running fleet it holds until its window has `min_window_s`
+(60 s) of data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from libra.core.policies.base import Decision, Observation
+from libra.core.policies.steps import break_even_rps, clamp, vms_paying_off
+
+_EPS = 1e-9
+_POISSON_Z = 3.0  # margin for arrivals bunching inside a second: 3 sd of a Poisson count
+
+
+@dataclass
+class Libra:
+    """LIBRA with explicit break-even, serverless limits and warm instances (see module docs)."""
+
+    name: ClassVar[str] = "libra"
+    period_s: float = 300.0
+    interval_s: float = 60.0
+    min_window_s: float = 60.0
+    warm_horizon_s: float = 3600.0
+    min_vms: int = 0
+    max_vms: int = 1000
+    _last_decide_s: float | None = field(default=None, init=False, repr=False)
+    _target: int = field(default=0, init=False, repr=False)
+    _grew_at_s: float = field(default=-math.inf, init=False, repr=False)
+    _signals: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    # (minute, warm instances needed at the peak of that minute), newest last
+    _warm_peaks: deque[tuple[int, int]] = field(default_factory=deque, init=False, repr=False)
+    _seen_until_s: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("period_s", "interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be positive")
+        if self.warm_horizon_s < 0:
+            raise ValueError(f"warm_horizon_s ({self.warm_horizon_s}) must not be negative")
+        if self.max_vms < self.min_vms:
+            raise ValueError(f"max_vms ({self.max_vms}) must be >= min_vms ({self.min_vms})")
+
+    # -- the decision ------------------------------------------------------------------------
+    def decide(self, obs: Observation) -> Decision:
+        warm = self._warm_target(obs)
+        if not obs.arrivals_per_s:
+            return Decision.hold_fleet(obs.vms_active, "no samples yet", serverless_warm=warm)
+        cold = obs.vms_active == 0 and self._target == 0 and obs.arrivals_per_s[-1] > 0
+        enough = len(obs.arrivals_per_s) >= self.min_window_s
+        due = enough and (
+            self._last_decide_s is None or obs.now_s - self._last_decide_s + _EPS >= self.interval_s
+        )
+        if due or cold:
+            size = self._size(obs)
+            if due or size > 0:
+                reason = self._resize(obs, size, cold_start=cold and not due)
+            else:
+                reason = "cold start: too little load for a VM"
+        elif self._last_decide_s is None:
+            return Decision.hold_fleet(obs.vms_active, "window not full yet", serverless_warm=warm)
+        elif obs.vms_booting:
+            reason = "new VMs booting: serverless hides their cold start"
+        else:
+            reason = "between intervals"
+        return Decision(
+            target_vms=self._target,
+            reason=reason,
+            spill_to_serverless=True,
+            serverless_warm=warm,
+            signals={**self._signals, "serverless_warm": float(warm)},
+        )
+
+    # -- VM fleet --------------------------------------------------------------------------------
+    def _planning_window(self, obs: Observation) -> tuple[float, ...]:
+        """The per-second rates the fleet is sized for: the last period, as it happened."""
+        return tuple(obs.arrivals_per_s[-max(1, round(self.period_s)):])
+
+    def _size(self, obs: Observation) -> int:
+        window = self._planning_window(obs)
+        capacity = obs.vm_capacity_rps
+        r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
+        billed_s = max(obs.vm_boot_s + self.period_s, obs.vm_min_billing_s)
+        paying = vms_paying_off(
+            window, capacity, running_vms=obs.vms_ready, keep_rps=r_star,
+            start_rps=r_star * billed_s / self.period_s, max_vms=self.max_vms,
+        )
+        floor = self._throttle_floor(window, obs)
+        self._signals = {"r_star_rps": r_star, "paying_vms": float(paying),
+                         "throttle_floor_vms": float(floor)}
+        return clamp(max(paying, floor), self.min_vms, self.max_vms)
+
+    @staticmethod
+    def _throttle_floor(window: tuple[float, ...], obs: Observation) -> int:
+        """VMs carrying, on average over the window, the load serverless would throttle."""
+        if obs.serverless_concurrency_limit <= 0 or obs.serverless_service_s <= 0:
+            return 0
+        serverless_rps = obs.serverless_concurrency_limit / obs.serverless_service_s
+        excess = sum(max(0.0, x - serverless_rps) for x in window) / len(window)
+        return math.ceil(excess / obs.vm_capacity_rps - _EPS) if excess > 0 else 0
+
+    def _resize(self, obs: Observation, size: int, *, cold_start: bool) -> str:
+        self._last_decide_s = obs.now_s
+        if size < self._target and obs.now_s - self._grew_at_s < obs.vm_min_billing_s:
+            return f"keep {self._target} VMs: launched less than the billing minimum ago"
+        if size > self._target:
+            self._grew_at_s = obs.now_s
+        self._target = size
+        why = "cold start: traffic and no VM" if cold_start else "interval"
+        return f"{why}: break-even sizing -> {size} VMs"
+
+    # -- serverless warm instances -------------------------------------------------------------
+    def _warm_scale(self, obs: Observation) -> float:
+        """How much bigger than the past peak the next spill is expected to be (1: as big)."""
+        return 1.0
+
+    def _warm_target(self, obs: Observation) -> int:
+        """Instances the spill needed at its peak over the warm horizon (0 if cold is harmless)."""
+        if obs.serverless_cold_start_s + obs.serverless_service_s <= obs.sla_s or \
+                obs.serverless_service_s <= 0 or self.warm_horizon_s == 0:
+            return 0
+        now_whole = math.floor(obs.now_s + _EPS)
+        new = min(len(obs.arrivals_per_s), now_whole - self._seen_until_s)
+        self._seen_until_s = now_whole
+        capacity_rps = obs.vms_ready * obs.vm_capacity_rps
+        peaks = self._warm_peaks
+        if new > 0:
+            spill = max(0.0, max(obs.arrivals_per_s[-new:]) - capacity_rps)
+            need = spill * obs.serverless_service_s
+            need = math.ceil(need + _POISSON_Z * math.sqrt(need) - _EPS) if need > 0 else 0
+            minute = now_whole // 60
+            if peaks and peaks[-1][0] == minute:
+                peaks[-1] = (minute, max(peaks[-1][1], need))
+            else:
+                peaks.append((minute, need))
+        horizon_min = math.ceil(self.warm_horizon_s / 60.0)
+        while peaks and peaks[0][0] <= now_whole // 60 - horizon_min:
+            peaks.popleft()
+        warm = math.ceil(max((n for _, n in peaks), default=0) * self._warm_scale(obs) - _EPS)
+        if obs.serverless_concurrency_limit > 0:
+            warm = min(warm, obs.serverless_concurrency_limit)
+        return warm

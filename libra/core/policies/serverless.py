@@ -1,0 +1,18 @@
+"""`serverless` (the paper's FaaS): every request to serverless functions, no VMs at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from libra.core.policies.base import Decision, Observation
+
+
+@dataclass
+class ServerlessOnly:
+    """Pay per request, nothing idle: cheapest at low load, cold starts at every burst."""
+
+    name: ClassVar[str] = "serverless"
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(target_vms=0, reason="serverless only", use_vms=False)

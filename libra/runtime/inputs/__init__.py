@@ -1,0 +1,2 @@
+"""Decoding and preprocessing of each modality: the arrays the model sees in training
+and serving."""

@@ -1,0 +1,265 @@
+"""The HTTP API: `POST /predict` over the router, health, readiness, metrics and status.
+
+`/predict` takes multipart (`audio`, `video` files and a `text` field) or JSON (`text`, and base64
+`audio` / `video`), any non-empty subset. Media are decoded here, once (`libra.runtime.inputs`, in
+a thread), and shipped to the backend as compact arrays (`libra.runtime.payload`). Every failure a
+client can cause is a 4xx with a message naming the limit or the field: 413 for a body, a clip or a
+frame over a limit, 415 for a format we cannot read or a wrong content type, 422 for anything else
+(no modality, empty or truncated media, text with nothing to read). A request that was accepted is
+answered: a VM that fails mid-request is retried on serverless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from libra.runtime.errors import MediaDecodeError
+from libra.runtime.inputs.audio import audio_features
+from libra.runtime.inputs.video import video_features
+from libra.runtime.labels import EMOTIONS, MODALITIES
+from libra.runtime.payload import encode_input
+from libra.runtime.recognizer import ModelInput
+from libra.serving.backends.serverless import ServerlessError
+from libra.serving.router import NoBackendError
+from libra.serving.service import Service
+
+STATUS_OF_CODE = {"too_large": 413, "too_long": 413, "too_large_frame": 413,
+                  "unsupported_format": 415}
+"""HTTP status of each `MediaDecodeError.code`; the rest are 422."""
+
+
+class PredictJSON(BaseModel):
+    """The JSON form of a request: any non-empty subset of the three."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="transcript, at most 5000 characters")
+    audio: str | None = Field(None, description="base64 of a WAV/FLAC/OGG/MP3/M4A file")
+    video: str | None = Field(None, description="base64 of an MP4/WebM file")
+
+
+class Prediction(BaseModel):
+    """The answer to `POST /predict`."""
+
+    request_id: str
+    emotion: str = Field(description=f"the most probable of {', '.join(EMOTIONS)}")
+    probabilities: dict[str, float]
+    modalities_used: list[str]
+    backend: str = Field(description="vm or serverless")
+    cold_start: bool
+    latency_ms: float
+    model_version: str
+    face_found: bool | None = Field(None, description="video: False when no face was found "
+                                    "and centre crops were used")
+    retried_on_serverless: bool = False
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "request_id": request_id},
+                        status_code=status)
+
+
+def create_app(service: Service | None = None, *, settings: Any = None) -> FastAPI:
+    """The app; `service` is built from `settings` (or the environment) at startup if not given."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from libra.serving.settings import Settings
+
+        svc = service or Service(settings or Settings.from_env())
+        app.state.service = svc
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = FastAPI(title="Libra", version="0.1.0", lifespan=lifespan,
+                  description="Multimodal emotion recognition served on GPU VMs and serverless "
+                              "functions by a cost-aware controller.")
+
+    @app.post("/predict", response_model=Prediction,
+              responses={413: {"description": "a size limit"}, 415: {"description": "format"},
+                         422: {"description": "bad or missing input"}},
+              openapi_extra={"requestBody": {"content": {
+                  "application/json": {"schema": PredictJSON.model_json_schema()},
+                  "multipart/form-data": {"schema": {"type": "object", "properties": {
+                      "audio": {"type": "string", "format": "binary"},
+                      "video": {"type": "string", "format": "binary"},
+                      "text": {"type": "string"}}}}}}})
+    async def predict(request: Request) -> Response:
+        svc: Service = app.state.service
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            text, audio, video = await read_request(request, svc)
+            row, face_found = await build_input(svc, text, audio, video)
+        except ApiError as exc:
+            svc.metrics.requests.labels("none", str(exc.status)).inc()
+            return error_response(exc.status, exc.code, exc.message, request_id)
+        svc.monitor.record()
+        event = {"request_id": request_id, "inputs": encode_input(row)}
+        try:
+            routed = await svc.router.route(event)
+        except NoBackendError as exc:
+            svc.metrics.requests.labels("none", "503").inc()
+            return error_response(503, "no_capacity", str(exc), request_id)
+        except ServerlessError as exc:
+            svc.metrics.requests.labels("serverless", "502").inc()
+            return error_response(502, "backend_failed", str(exc), request_id)
+        latency_s = time.perf_counter() - started
+        if routed.backend == "serverless":
+            svc.cost.on_serverless(float(routed.body.get("infer_ms", 0.0)) / 1000
+                                   + float(routed.body.get("init_ms", 0.0)) / 1000)
+            svc.metrics.cold_starts.inc(routed.cold_start)
+        svc.metrics.retries.inc(routed.retried)
+        svc.metrics.requests.labels(routed.backend, "200").inc()
+        svc.metrics.latency.labels(routed.backend).observe(latency_s)
+        probs = routed.body["probabilities"]
+        return JSONResponse(Prediction(
+            request_id=request_id, emotion=EMOTIONS[int(np.argmax(probs))],
+            probabilities=dict(zip(EMOTIONS, map(float, probs), strict=True)),
+            modalities_used=list(row.modalities), backend=routed.backend,
+            cold_start=routed.cold_start, latency_ms=1000 * latency_s,
+            model_version=str(routed.body.get("model_version", svc.model_version)),
+            face_found=face_found, retried_on_serverless=routed.retried).model_dump())
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        svc: Service = app.state.service
+        ready = svc.controller.ticks > 0
+        return JSONResponse({"ready": ready, "model_version": svc.model_version},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        svc: Service = app.state.service
+        return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        svc: Service = app.state.service
+        return svc.status()
+
+    return app
+
+
+async def read_request(request: Request, svc: Service
+                       ) -> tuple[str | None, bytes | None, bytes | None]:
+    """(text, audio bytes, video bytes) from multipart or JSON, within the body limit."""
+    limit = svc.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; the limit "
+                       f"is {limit} bytes")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        body = await read_body(request, limit)
+        try:
+            data = PredictJSON.model_validate(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(422, "bad_json", f"the body is not valid JSON ({exc})") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ApiError(422, "invalid_field", f"{problems} (send text, audio, video)"
+                           ) from None
+        return data.text, b64("audio", data.audio), b64("video", data.video)
+    if ctype == "multipart/form-data":
+        await read_body(request, limit)  # enforce the limit before parsing
+        try:
+            form = await request.form()
+        except Exception as exc:  # starlette raises its own parse errors
+            raise ApiError(422, "bad_multipart", f"the multipart body cannot be parsed "
+                           f"({exc})") from None
+        unknown = sorted(set(form.keys()) - set(MODALITIES))
+        if unknown:
+            raise ApiError(422, "unknown_field", f"unknown form fields {unknown}; send "
+                           f"audio, video (files) and text")
+        text = form.get("text")
+        if text is not None and not isinstance(text, str):
+            text = (await text.read()).decode("utf-8", errors="replace")
+        media: dict[str, bytes | None] = {}
+        for name in ("audio", "video"):
+            part = form.get(name)
+            media[name] = None if part is None else (
+                part.encode() if isinstance(part, str) else await part.read())
+        return text, media["audio"], media["video"]
+    raise ApiError(415, "unsupported_media_type", f"content type {ctype or 'none'!r}: send "
+                   f"multipart/form-data or application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # starlette re-reads the body for .form()
+    return body
+
+
+def b64(field: str, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "bad_base64", f"{field} is not valid base64") from None
+
+
+async def build_input(svc: Service, text: str | None, audio: bytes | None,
+                      video: bytes | None) -> tuple[ModelInput, bool | None]:
+    """Decode what was sent into model inputs (in a thread: decoding is CPU work)."""
+    if text is not None and not text.strip():
+        text = None
+    if text is None and audio is None and video is None:
+        raise ApiError(422, "no_modality", "send at least one of audio, video and text")
+    if text is not None and len(text) > svc.settings.max_text_chars:
+        raise ApiError(413, "text_too_long", f"text is {len(text)} characters; the limit is "
+                       f"{svc.settings.max_text_chars}")
+    untrained = [m for m, v in (("audio", audio), ("video", video), ("text", text))
+                 if v is not None and m not in svc.trained_modalities]
+    if untrained:
+        raise ApiError(422, "modality_not_served", f"this model ({svc.model_version}) was not "
+                       f"trained on {', '.join(untrained)}")
+
+    def decode() -> tuple[ModelInput, bool | None]:
+        tokens = None
+        if text is not None:
+            ids, mask = svc.tokenizer.encode([text])
+            tokens = (ids[0], mask[0])
+        a = audio_features(audio) if audio is not None else None
+        v = video_features(video) if video is not None else None
+        return ModelInput(audio=a, video=v, text=tokens), (None if v is None else v.face_found)
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, decode)
+    except MediaDecodeError as exc:
+        status = STATUS_OF_CODE.get(exc.code, 422)
+        raise ApiError(status, f"{exc.modality}_{exc.code}", str(exc)) from None

@@ -1,0 +1,137 @@
+"""The local provisioner: VM workers as child processes of this machine (the embedded default).
+
+`set_target(n)` launches `handlers.worker` processes or drains them. A launched worker is
+BOOTING until its process reports ready *and* `boot_delay_s` has passed since launch (the extra
+delay emulates a VM's boot, so the controller meets the same lag it meets on EC2); it is then
+READY and heartbeats into the registry routers read. Scale-in takes booting workers first (they
+serve nobody yet), then the ready worker with the fewest requests in flight (as the router
+counts them, `in_flight`); it is DRAINING
+(SIGTERM: it finishes what it has) until its process exits, then TERMINATED. A worker that dies
+on its own is dropped and counted in `crashes`; the next `set_target` replaces it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from libra.core.lifecycle import VMState
+from libra.serving.provision.worker_process import WorkerProcess
+from libra.serving.state.registry import MemoryRegistry, WorkerInfo, WorkerRegistry
+
+
+@dataclass(eq=False)
+class LocalVM:
+    process: WorkerProcess
+    launched_s: float
+    state: VMState = VMState.BOOTING
+    info: WorkerInfo | None = None
+    ready_s: float | None = None
+    stopped_s: float | None = None
+
+
+class LocalProvisioner:
+    """Worker processes as the VM fleet (see module docs)."""
+
+    name = "local"
+
+    def __init__(self, model: Path, *, log_dir: Path, boot_delay_s: float = 0.0,
+                 worker_args: tuple[str, ...] = (), max_vms: int = 8,
+                 registry: WorkerRegistry | None = None, max_batch_size: int = 32,
+                 in_flight: Callable[[str], int] = lambda worker_id: 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.model = model
+        self.log_dir = log_dir
+        self.boot_delay_s = boot_delay_s
+        self.worker_args = worker_args
+        self.max_vms = max_vms
+        self.registry = registry or MemoryRegistry()
+        self.max_batch_size = max_batch_size
+        self.in_flight = in_flight
+        self.clock = clock
+        self.vms: list[LocalVM] = []
+        self.launched = 0
+        self.crashes = 0
+        self.target = 0
+
+    def _active(self) -> list[LocalVM]:
+        return [v for v in self.vms if v.state in (VMState.BOOTING, VMState.READY)]
+
+    def start(self, initial: int) -> int:
+        self.set_target(initial)
+        return self.target
+
+    def set_target(self, n: int) -> None:
+        self.target = n = max(0, min(n, self.max_vms))
+        self.poll()
+        active = self._active()
+        for _ in range(n - len(active)):
+            self._launch()
+        surplus = len(active) - n
+        if surplus > 0:
+            order = sorted(active, key=lambda v: (
+                v.state == VMState.READY, self.in_flight(v.info.worker_id) if v.info else 0))
+            for vm in order[:surplus]:
+                self._stop(vm)
+
+    def _launch(self) -> None:
+        self.launched += 1
+        process = WorkerProcess(self.model, log_dir=self.log_dir, name=f"vm{self.launched}",
+                                extra_args=("--max-batch-size", str(self.max_batch_size),
+                                            *self.worker_args))
+        self.vms.append(LocalVM(process, self.clock()))
+
+    def _stop(self, vm: LocalVM) -> None:
+        vm.state = VMState.DRAINING
+        vm.stopped_s = self.clock()
+        if vm.info is not None:
+            self.registry.remove(vm.info.worker_id)
+        vm.process.drain()
+
+    def poll(self) -> None:
+        now = self.clock()
+        for vm in list(self.vms):
+            alive = vm.process.proc.poll() is None
+            if vm.state == VMState.DRAINING:
+                if not alive:
+                    vm.state = VMState.TERMINATED
+                    vm.process.close()
+                continue
+            if not alive:
+                self.crashes += vm.state in (VMState.BOOTING, VMState.READY)
+                vm.state = VMState.TERMINATED
+                if vm.info is not None:
+                    self.registry.remove(vm.info.worker_id)
+                vm.process.close()
+                continue
+            if (vm.state == VMState.BOOTING and vm.process.ready
+                    and now - vm.launched_s >= self.boot_delay_s):
+                vm.state = VMState.READY
+                vm.ready_s = now
+                assert vm.process.url is not None
+                assert vm.process.worker_id is not None
+                vm.info = WorkerInfo(vm.process.worker_id, vm.process.url,
+                                     max_batch_size=self.max_batch_size)
+            if vm.state == VMState.READY and vm.info is not None:
+                self.registry.heartbeat(vm.info)
+        self.vms = [v for v in self.vms if v.state != VMState.TERMINATED]
+
+    def counts(self) -> dict[VMState, int]:
+        out = dict.fromkeys(VMState, 0)
+        for vm in self.vms:
+            out[vm.state] += 1
+        return out
+
+    def ready_workers(self) -> list[WorkerInfo]:
+        return [v.info for v in self.vms if v.state == VMState.READY and v.info is not None]
+
+    def close(self) -> None:
+        for vm in self.vms:
+            vm.process.drain()
+        for vm in self.vms:
+            if vm.process.wait(10) is None:
+                vm.process.kill()
+            vm.process.close()
+        self.vms.clear()

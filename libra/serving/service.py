@@ -1,0 +1,218 @@
+"""Everything `libra-serve` runs, wired from `Settings`: mechanisms chosen by config, not by ifs.
+
+Rate store and worker registry (memory or Redis), provisioner (local processes or EC2 Auto
+Scaling), serverless driver (local pool or AWS Lambda), router, controller, cost meter. `start`
+launches the initial fleet and the control loop; `stop` drains and reaps everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from libra.core.lifecycle import VMState
+from libra.core.policies import make_policy
+from libra.runtime.inputs.text import TextTokenizer
+from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
+from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessDriver
+from libra.serving.backends.vm import VMBackend
+from libra.serving.control.controller import ControlConfig, Controller
+from libra.serving.metrics import ServeMetrics
+from libra.serving.provision.base import Provisioner
+from libra.serving.provision.local import LocalProvisioner
+from libra.serving.router import Router, RouterConfig
+from libra.serving.settings import Settings, lambda_cost_usd
+from libra.serving.state.rates import MemoryRateStore, RateMonitor, RedisRateStore
+from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerRegistry
+
+VM_MIN_BILLED_S = 60.0
+
+
+@dataclass
+class CostMeter:
+    """Cost so far: VMs per second from launch (60 s minimum each, as EC2 bills), serverless per
+    invocation by its measured duration (1 ms steps) and memory plus the request fee."""
+
+    vm_price_per_s_usd: float
+    serverless_memory_mb: int
+    vm_seconds: float = 0.0
+    serverless_usd: float = 0.0
+    vm_launches: int = 0
+    _last_s: float | None = None
+
+    def on_tick(self, now_s: float, vms_billed: int) -> None:
+        if self._last_s is not None:
+            self.vm_seconds += vms_billed * (now_s - self._last_s)
+        self._last_s = now_s
+
+    def on_serverless(self, duration_s: float) -> None:
+        self.serverless_usd += lambda_cost_usd(duration_s, self.serverless_memory_mb)
+
+    @property
+    def vm_usd(self) -> float:
+        floor = self.vm_launches * VM_MIN_BILLED_S
+        return max(self.vm_seconds, floor) * self.vm_price_per_s_usd
+
+
+class Service:
+    """The running platform on this machine (see module docs)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        manifest_path = s.model_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"no model in {s.model_dir} (manifest.json missing): run "
+                                    f"`libra-model build` first")
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        self.trained_modalities = tuple(self.manifest["trained_modalities"])
+        self.model_version = str(self.manifest["model_version"])
+        self.tokenizer = TextTokenizer.from_file()
+        self.metrics = ServeMetrics()
+        self.monitor = RateMonitor(RedisRateStore(s.redis_url) if s.redis_url
+                                   else MemoryRateStore())
+        self.registry: WorkerRegistry = (RedisRegistry(s.redis_url) if s.redis_url
+                                         else MemoryRegistry())
+        self.provisioner = self._provisioner()
+        self.serverless = self._serverless()
+        self.vm = VMBackend(timeout_s=max(10.0, 10 * s.sla_s))
+        self.router = Router(self.provisioner.ready_workers, self.vm, self.serverless,
+                             RouterConfig(sla_s=s.sla_s, sla_margin_s=s.sla_margin_s,
+                                          vm_service_s=s.vm_service_s,
+                                          vm_slots=s.max_batch_size))
+        self.policy = make_policy(s.policy, **s.policy_params)
+        self.controller = Controller(
+            self.policy, self.monitor, self.provisioner, self.serverless, self.router,
+            ControlConfig(tick_s=s.tick_s, sla_s=s.sla_s, vm_capacity_rps=s.vm_capacity_rps,
+                          vm_boot_s=s.expected_vm_boot_s,
+                          vm_price_per_s_usd=s.vm_price_per_hour_usd / 3600,
+                          vm_min_billing_s=VM_MIN_BILLED_S,
+                          serverless_cost_per_request_usd=s.serverless_cost_per_request_usd,
+                          serverless_cold_start_s=s.serverless_cold_start_s,
+                          serverless_service_s=s.serverless_duration_s,
+                          serverless_concurrency_limit=s.serverless_max_concurrency))
+        self.cost = CostMeter(s.vm_price_per_hour_usd / 3600, s.serverless_memory_mb)
+        self._control: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+
+    def _provisioner(self) -> Provisioner:
+        s = self.settings
+        if s.provisioner == "aws":
+            from libra.serving.provision.aws import AutoScalingProvisioner
+
+            return AutoScalingProvisioner(
+                s.asg_name or "", registry=self.registry, region=s.aws_region, max_vms=s.max_vms,
+                in_flight=self._in_flight)
+        return LocalProvisioner(
+            s.model_dir, log_dir=s.log_dir, boot_delay_s=s.boot_delay_s, max_vms=s.max_vms,
+            registry=self.registry, max_batch_size=s.max_batch_size, in_flight=self._in_flight,
+            worker_args=("--threads", str(s.worker_threads), "--cpu-precision",
+                         s.worker_cpu_precision, "--max-batch-delay-ms",
+                         str(s.max_batch_delay_ms)))
+
+    def _in_flight(self, worker_id: str) -> int:
+        """Requests the router has on a worker: provisioners drain idle workers first."""
+        return self.router.in_flight.get(worker_id, 0)
+
+    def _serverless(self) -> ServerlessDriver:
+        s = self.settings
+        if s.serverless_driver == "aws":
+            return AwsLambdaDriver(s.lambda_function or "", region=s.aws_region)
+        if s.serverless_driver == "noop":
+            from libra.serving.backends.noop import NoopDriver
+
+            return NoopDriver()
+        return LocalServerlessPool(PoolConfig(
+            s.model_dir / f"{s.serverless_precision}.onnx",
+            max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))
+
+    async def start(self) -> None:
+        self.cost.vm_launches += self.provisioner.start(self.settings.initial_vms)
+        self._control = asyncio.ensure_future(self._control_loop())
+
+    async def _control_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick_s = self.settings.tick_s
+        next_s = time.monotonic()
+        while True:
+            try:
+                before = self.provisioner.counts()
+                decision = await loop.run_in_executor(None, self.controller.tick)
+                self._after_tick(before)
+                if decision.serverless_warm and (self._warming is None or self._warming.done()):
+                    self._warming = asyncio.ensure_future(
+                        self._keep_warm(decision.serverless_warm))
+            except Exception:  # counted; the loop outlives a bad tick
+                self.controller.tick_errors += 1
+            next_s += tick_s
+            await asyncio.sleep(max(0.0, next_s - time.monotonic()))
+
+    async def _keep_warm(self, target: int) -> None:
+        """The policy's serverless warm set; its starts and pings are billed like requests."""
+        try:
+            for billed_s in await self.serverless.keep_warm(target):
+                self.cost.on_serverless(billed_s)
+        except Exception:  # a failed warm-up only means the next burst meets cold starts
+            self.metrics.warm_errors.inc()
+
+    def _after_tick(self, before: dict[VMState, int]) -> None:
+        counts = self.provisioner.counts()
+        launched = max(0, (counts[VMState.BOOTING] + counts[VMState.READY])
+                       - (before[VMState.BOOTING] + before[VMState.READY]))
+        self.cost.vm_launches += launched
+        billed = counts[VMState.BOOTING] + counts[VMState.READY] + counts[VMState.DRAINING]
+        self.cost.on_tick(time.monotonic(), billed)
+        m = self.metrics
+        m.vms_running.set(counts[VMState.READY])
+        m.vms_booting.set(counts[VMState.BOOTING])
+        m.vms_draining.set(counts[VMState.DRAINING])
+        m.serverless_in_flight.set(self.serverless.in_flight)
+        m.serverless_instances.set(self.serverless.instances_alive)
+        m.cost.labels("vm").set(self.cost.vm_usd)
+        m.cost.labels("serverless").set(self.cost.serverless_usd)
+        m.tick_errors.set(self.controller.tick_errors)
+        m.rate.set(self.monitor.rate_rps())
+        m.policy_eval.observe(self.controller.last_eval_s)
+        if self.controller.last_decision is not None:
+            m.target_vms.set(self.controller.last_decision.target_vms)
+            m.serverless_warm_target.set(self.controller.last_decision.serverless_warm)
+
+    def status(self) -> dict[str, Any]:
+        decision = self.controller.last_decision
+        counts = self.provisioner.counts()
+        return {
+            "policy": self.policy.name, "model_version": self.model_version,
+            "rate_rps_10s": self.monitor.rate_rps(),
+            "decision": None if decision is None else {
+                "target_vms": decision.target_vms, "reason": decision.reason,
+                "vm_quota_rps": decision.vm_quota_rps, "use_vms": decision.use_vms,
+                "spill_to_serverless": decision.spill_to_serverless, "hold": decision.hold,
+                "signals": dict(decision.signals)},
+            "fleet": {state.name.lower(): n for state, n in counts.items()},
+            "workers": [w.url for w in self.provisioner.ready_workers()],
+            "serverless": {"driver": self.serverless.name,
+                           "in_flight": self.serverless.in_flight,
+                           "instances": self.serverless.instances_alive,
+                           "warm_target": 0 if decision is None else decision.serverless_warm,
+                           "cold_starts": self.serverless.cold_starts},
+            "routed": dict(self.router.counts),
+            "cost_usd": {"vm": self.cost.vm_usd, "serverless": self.cost.serverless_usd},
+            "control": {"ticks": self.controller.ticks,
+                        "tick_errors": self.controller.tick_errors},
+            "rate_store_errors": self.monitor.store_errors,
+        }
+
+    async def stop(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+        if self._control is not None:
+            self._control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control
+        await asyncio.get_running_loop().run_in_executor(None, self.provisioner.close)
+        await self.serverless.aclose()
+        await self.vm.aclose()
