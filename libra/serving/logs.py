@@ -66,7 +66,7 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def exception(self, key: str, message: str, *args: object, level: int = logging.ERROR
+    def failure(self, key: str, message: str, *args: object, level: int = logging.ERROR
                   ) -> bool:
         """Call inside an `except` block; returns whether a line was written."""
         now = self.clock()

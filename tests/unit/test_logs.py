@@ -29,11 +29,11 @@ def test_rate_limited_log_writes_once_per_interval_per_key_and_counts_repeats(
             try:
                 raise ConnectionError("redis down")
             except ConnectionError:
-                written.append(log.exception("redis", "rate store write failed"))
+                written.append(log.failure("redis", "rate store write failed"))
         try:
             raise TimeoutError("other")
         except TimeoutError:
-            written.append(log.exception("tick", "tick failed"))
+            written.append(log.failure("tick", "tick failed"))
     assert written == [True, False, False, True, True]
     lines = [r for r in caplog.records if r.name == "t"]
     assert "(2 more since the last report)" in lines[1].getMessage()
