@@ -164,6 +164,12 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
         svc: Service = app.state.service
         return svc.status()
 
+    # API keys, the admin surface and per-key limits, in front of everything (a refusal reads no
+    # body); with no keys configured nothing is installed (libra.serving.auth)
+    from libra.serving.auth import install_auth
+    from libra.serving.settings import Settings
+
+    install_auth(app, settings or (service.settings if service else Settings.from_env()))
     return app
 
 

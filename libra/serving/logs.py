@@ -66,9 +66,10 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def failure(self, key: str, message: str, *args: object, level: int = logging.ERROR
-                  ) -> bool:
-        """Call inside an `except` block; returns whether a line was written."""
+    def failure(self, key: str, message: str, *args: object, level: int = logging.ERROR,
+                exc_info: bool = True) -> bool:
+        """Call inside an `except` block; returns whether a line was written. `exc_info=False`
+        for a refusal that raised nothing (a bad API key, a rate limit): no traceback."""
         now = self.clock()
         with self._lock:
             last = self._last.get(key)
@@ -79,5 +80,5 @@ class RateLimitedLog:
             repeats = self._suppressed.pop(key, 0)
         if repeats:
             message += f" ({repeats} more since the last report)"
-        self.logger.log(level, message, *args, exc_info=True, extra={"failure": key})
+        self.logger.log(level, message, *args, exc_info=exc_info, extra={"failure": key})
         return True

@@ -42,6 +42,11 @@ class ServeMetrics:
                                             "Instances the policy keeps warm", registry=r)
         self.warm_errors = Counter("libra_serverless_warm_errors_total",
                                    "Keep-warm rounds that failed", registry=r)
+        self.auth_failures = Counter("libra_auth_failures_total", "Requests refused for a "
+                                     "missing or bad API key (401) or a non-admin key on the "
+                                     "admin surface (403)", ["reason"], registry=r)
+        self.rate_limited = Counter("libra_rate_limited_total", "Requests refused by their "
+                                    "key's rate limit (429)", ["key"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +82,20 @@ class Settings(BaseModel):
     max_body_bytes: PositiveInt = 25 * 2**20
     max_text_chars: PositiveInt = 5000
     log_dir: Path = Field(REPO_ROOT / "artifacts" / "logs")
+    # API keys and per-key limits (libra.serving.auth); no keys: no gate, loopback only (cli)
+    api_keys: str | None = Field(None, repr=False, description="hashed key entries, one per "
+                                 "line or ';'-separated (libra.serving.keys)")
+    api_keys_file: Path | None = Field(None, description="a file of such entries")
+    rate_limit_rps: PositiveFloat = Field(10.0, description="requests/s per key (token bucket)")
+    rate_limit_burst: PositiveInt = Field(20, description="requests a key may send at once")
+    # logs (libra.serving.logs; children inherit LIBRA_LOG_LEVEL / LIBRA_LOG_FORMAT)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
