@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -40,6 +41,9 @@ from libra.runtime.inputs.video import VideoInput
 from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
 from libra.serving.children import WORKER_READY_LINE, die_with_parent
+from libra.serving.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
 
 """Printed once with the port when the worker serves: `LIBRA_WORKER_READY port=8101 id=...`."""
 
@@ -195,15 +199,40 @@ def warm_up(recognizer: Recognizer, max_batch_size: int) -> None:
 
 
 async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
-                         every_s: float = 2.0) -> None:
-    """Register in the shared (Redis) registry and refresh the entry while serving."""
+                         every_s: float = 2.0, max_backoff_s: float = 4.0) -> None:
+    """Register in the shared (Redis) registry and keep the entry while serving, through
+    failures: a heartbeat that fails is retried with capped exponential backoff (tenacity) and
+    never given up, each failure logged (rate-limited). A heartbeat is a full SET with a TTL, so
+    after a Redis restart (which loses every key) the worker registers again, within
+    `max_backoff_s` plus the breaker's trial interval of Redis answering: on AWS routers find
+    workers only here, and a worker that stays unregistered is capacity billed but unused.
+    `max_backoff_s` stays well under the entry's TTL (10 s) so one lost heartbeat never drops
+    a healthy worker from routing."""
+    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
     from libra.serving.state.registry import RedisRegistry, WorkerInfo
 
     registry = RedisRegistry(registry_url)
     info = WorkerInfo(state.worker_id, url, describe(state)["device"], state.batcher.max_batch_size)
     loop = asyncio.get_running_loop()
+    limited = RateLimitedLog(log)
     while not state.draining:
-        await loop.run_in_executor(None, registry.heartbeat, info)
+        failures = 0
+        async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential_jitter(initial=0.1, max=max_backoff_s), reraise=True):
+            with attempt:
+                try:
+                    await loop.run_in_executor(None, registry.heartbeat, info)
+                except Exception:  # retried with backoff: the worker must come back on its own
+                    failures += 1
+                    limited.failure("registry heartbeat", "heartbeat of %s to the registry "
+                                    "failed (%d in a row); retrying with backoff",
+                                    state.worker_id, failures, level=logging.WARNING)
+                    raise
+        if failures:
+            log.warning("%s registered again after %d failed heartbeats", state.worker_id,
+                        failures)
         await asyncio.sleep(every_s)
 
 

@@ -51,40 +51,65 @@ def built_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 class RedisServer:
-    """A real `redis-server` on a free loopback port, owned by one test (which may stop it)."""
+    """A real `redis-server` on a free loopback port, owned by one test, which may hang it
+    (`pause`: SIGSTOP, `resume`: SIGCONT), stop it, and `restart` it on the same port (empty:
+    no persistence, as after a real restart that lost its keys)."""
 
     def __init__(self, tmp: Path) -> None:
         import shutil
         import socket
-        import subprocess
-        import time
 
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("needs redis-server (apt-get install redis-server; .ci/run does)")
+        self.binary = binary
+        self.tmp = tmp
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
         import redis
 
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis.from_url(self.url).ping()
+                redis.Redis.from_url(self.url, socket_timeout=1).ping()
                 break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
                     raise
                 time.sleep(0.02)
 
+    def pause(self) -> None:
+        """Hang it: connections are still accepted by the kernel, nothing is answered."""
+        import signal
+
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stop it and start an empty one on the same port."""
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.resume()  # a stopped process would not act on SIGTERM
             self.proc.terminate()
             self.proc.wait(10)
 

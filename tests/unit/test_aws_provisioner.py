@@ -90,3 +90,31 @@ def test_a_restarted_router_adopts_the_groups_size(client) -> None:  # type: ign
         stub.assert_no_pending_responses()
     assert launched == 0
     assert p.desired == 3
+
+
+class FlakyRegistry(MemoryRegistry):
+    """A registry whose reads fail while `down` (Redis unreachable)."""
+
+    down = False
+
+    def alive(self) -> list[WorkerInfo]:
+        if self.down:
+            raise ConnectionError("redis unreachable")
+        return super().alive()
+
+
+def test_an_unreadable_registry_keeps_the_known_workers_still_in_service(client) -> None:  # type: ignore[no-untyped-def]
+    registry = FlakyRegistry()
+    for iid in ("i-a", "i-b"):
+        registry.heartbeat(WorkerInfo(iid, f"http://10.0.0.1/{iid}"))
+    p = AutoScalingProvisioner(GROUP, registry=registry, client=client)
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups", group(2, [
+            instance("i-a", "InService"), instance("i-b", "InService")]))
+        p.poll()
+        registry.down = True
+        stub.add_response("describe_auto_scaling_groups", group(2, [
+            instance("i-a", "InService"), instance("i-b", "Terminating")]))
+        p.poll()  # must not raise: the controller ticks on
+    assert [w.worker_id for w in p.ready_workers()] == ["i-a"]  # i-b left service meanwhile
+    assert p.registry_errors == 1

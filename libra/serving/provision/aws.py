@@ -7,15 +7,24 @@ Lifecycle comes from `describe_auto_scaling_groups`: Pending* is BOOTING, InServ
 Terminating* DRAINING. Ready workers are discovered by registration: an in-service instance
 counts as ready for routing once its worker heartbeats into the shared registry (Redis) with
 the instance id as its worker id.
+
+The registry is read once per `poll`. If Redis cannot be read, routing keeps the workers it knew
+that are still InService (the group's own word, fresh from AWS) rather than dropping the whole
+fleet from routing while it is billed: a worker that did die fails over to serverless per
+request. The failure is counted in `registry_errors` and logged (rate-limited).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from libra.core.lifecycle import VMState
+from libra.serving.logs import RateLimitedLog
 from libra.serving.state.registry import WorkerInfo, WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 STATE_OF = {"Pending": VMState.BOOTING, "Pending:Wait": VMState.BOOTING,
             "Pending:Proceed": VMState.BOOTING, "InService": VMState.READY,
@@ -43,6 +52,8 @@ class AutoScalingProvisioner:
         self._instances: list[dict[str, Any]] = []
         self._ready: list[WorkerInfo] = []
         self.desired = 0
+        self.registry_errors = 0
+        self._log = RateLimitedLog(log)
 
     def describe(self) -> dict[str, Any]:
         groups = self.client.describe_auto_scaling_groups(
@@ -57,7 +68,14 @@ class AutoScalingProvisioner:
         self.desired = int(group["DesiredCapacity"])
         in_service = {i["InstanceId"] for i in self._instances
                       if i["LifecycleState"] == "InService"}
-        self._ready = [w for w in self.registry.alive() if w.worker_id in in_service]
+        try:
+            registered = self.registry.alive()
+        except Exception:  # Redis down: the last known workers still in service (module docs)
+            registered = self._ready
+            self.registry_errors += 1
+            self._log.failure("registry read", "worker registry unreadable; routing keeps the "
+                              "last known workers still InService", level=logging.WARNING)
+        self._ready = [w for w in registered if w.worker_id in in_service]
 
     def start(self, initial: int) -> int:
         """Adopt the group as it is: a router restart must not resize a serving fleet."""

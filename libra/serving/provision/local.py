@@ -8,18 +8,27 @@ serve nobody yet), then the ready worker with the fewest requests in flight (as 
 counts them, `in_flight`); it is DRAINING
 (SIGTERM: it finishes what it has) until its process exits, then TERMINATED. A worker that dies
 on its own is dropped and counted in `crashes`; the next `set_target` replaces it.
+
+Registry writes (heartbeats, removals) are best effort: with a shared Redis down they fail, are
+counted in `registry_errors` and logged (rate-limited), and `poll()` goes on, so the controller
+keeps ticking through an outage; the heartbeat after Redis returns registers the workers again
+(a removal that failed is ended by the entry's TTL).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from libra.core.lifecycle import VMState
+from libra.serving.logs import RateLimitedLog
 from libra.serving.provision.worker_process import WorkerProcess
 from libra.serving.state.registry import MemoryRegistry, WorkerInfo, WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -55,6 +64,8 @@ class LocalProvisioner:
         self.launched = 0
         self.crashes = 0
         self.target = 0
+        self.registry_errors = 0
+        self._log = RateLimitedLog(log)
 
     def _active(self) -> list[LocalVM]:
         return [v for v in self.vms if v.state in (VMState.BOOTING, VMState.READY)]
@@ -87,8 +98,25 @@ class LocalProvisioner:
         vm.state = VMState.DRAINING
         vm.stopped_s = self.clock()
         if vm.info is not None:
-            self.registry.remove(vm.info.worker_id)
+            self._unregister(vm.info)
         vm.process.drain()
+
+    def _register(self, info: WorkerInfo) -> None:
+        try:
+            self.registry.heartbeat(info)
+        except Exception:  # Redis down: routing here uses our own list; re-registered later
+            self.registry_errors += 1
+            self._log.failure("registry heartbeat", "worker registry heartbeat for %s failed; "
+                              "the controller goes on", info.worker_id, level=logging.WARNING)
+
+    def _unregister(self, info: WorkerInfo) -> None:
+        try:
+            self.registry.remove(info.worker_id)
+        except Exception:  # the entry's TTL ends it
+            self.registry_errors += 1
+            self._log.failure("registry remove", "removing %s from the worker registry "
+                              "failed; its entry expires by TTL", info.worker_id,
+                              level=logging.WARNING)
 
     def poll(self) -> None:
         now = self.clock()
@@ -103,7 +131,7 @@ class LocalProvisioner:
                 self.crashes += vm.state in (VMState.BOOTING, VMState.READY)
                 vm.state = VMState.TERMINATED
                 if vm.info is not None:
-                    self.registry.remove(vm.info.worker_id)
+                    self._unregister(vm.info)
                 vm.process.close()
                 continue
             if (vm.state == VMState.BOOTING and vm.process.ready
@@ -115,7 +143,7 @@ class LocalProvisioner:
                 vm.info = WorkerInfo(vm.process.worker_id, vm.process.url,
                                      max_batch_size=self.max_batch_size)
             if vm.state == VMState.READY and vm.info is not None:
-                self.registry.heartbeat(vm.info)
+                self._register(vm.info)
         self.vms = [v for v in self.vms if v.state != VMState.TERMINATED]
 
     def counts(self) -> dict[VMState, int]:

@@ -4,6 +4,12 @@
 started, after probing their `/readyz`); `RedisRegistry` is what workers on other machines write
 to and every router reads (`LIBRA_REDIS_URL`): one key per worker with a TTL, so a worker that
 dies silently disappears after `ttl_s` without anyone cleaning up.
+
+A heartbeat is a full `SET` of the worker's entry, not a TTL refresh: after a Redis restart (which
+loses every key) the next heartbeat that gets through registers the worker again. `RedisRegistry`
+calls go through a `RedisLink` (short timeouts, circuit breaker) and raise `RedisUnavailableError`;
+callers decide what a failure means (a worker retries with backoff, a provisioner logs and goes
+on, a router keeps its last view).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from libra.serving.state.redis_link import RedisLink
 
 KEY_PREFIX = "libra:worker:"
 
@@ -56,22 +64,26 @@ class MemoryRegistry:
 
 
 class RedisRegistry:
-    """One `libra:worker:<id>` key per worker, JSON, expiring after `ttl_s`."""
+    """One `libra:worker:<id>` key per worker, JSON, expiring after `ttl_s` (module docs)."""
 
-    def __init__(self, url: str, ttl_s: float = 10.0) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    def __init__(self, url_or_link: str | RedisLink, ttl_s: float = 10.0) -> None:
+        self.link = (url_or_link if isinstance(url_or_link, RedisLink)
+                     else RedisLink(url_or_link))
+        self.client = self.link.client
         self.ttl_s = ttl_s
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        self.client.set(KEY_PREFIX + info.worker_id, json.dumps(asdict(info)),
-                        px=int(self.ttl_s * 1000))
+        """Register or refresh `info` (a SET with a TTL: it re-creates a lost key)."""
+        self.link.call("registry_heartbeat", lambda c: c.set(
+            KEY_PREFIX + info.worker_id, json.dumps(asdict(info)), px=int(self.ttl_s * 1000)))
 
     def remove(self, worker_id: str) -> None:
-        self.client.delete(KEY_PREFIX + worker_id)
+        self.link.call("registry_remove", lambda c: c.delete(KEY_PREFIX + worker_id))
 
     def alive(self) -> list[WorkerInfo]:
-        keys = sorted(self.client.scan_iter(match=KEY_PREFIX + "*", count=500))
-        values = self.client.mget(keys) if keys else []
+        def read(client: Any) -> list[Any]:
+            keys = sorted(client.scan_iter(match=KEY_PREFIX + "*", count=500))
+            return list(client.mget(keys)) if keys else []
+
+        values = self.link.call("registry_read", read)
         return [WorkerInfo(**json.loads(v)) for v in values if v is not None]
