@@ -22,6 +22,7 @@ from collections import deque
 
 import numpy as np
 
+from libra.core.billing import serverless_cost_usd
 from simulator.config import ServerlessConfig
 
 
@@ -153,7 +154,8 @@ class ServerlessPool:
         return len(self.busy_until) + len(self.idle_since)
 
     def fold_billing(self) -> None:
-        """Round each pending duration up to the billing granularity and add it to the totals."""
+        """Round each pending duration up to the billing granularity and add it to the totals
+        (vectorised `libra.core.billing.granules`; a test proves the two equal)."""
         if self.billed_s:
             gran = self.cfg.billing_granularity_s
             ticks = np.ceil(np.asarray(self.billed_s) / gran - 1e-9)
@@ -162,8 +164,7 @@ class ServerlessPool:
             self.billed_s.clear()
 
     def cost_usd(self) -> float:
-        """GB-s of billed duration (rounded up per invocation) plus the per-request fee."""
+        """GB-s of billed duration (rounded up per invocation) plus the per-request fee
+        (`libra.core.billing`, the live meter's formula)."""
         self.fold_billing()
-        gb_s = self.billed_granules * self.cfg.billing_granularity_s * self.cfg.memory_gb
-        fees = self.invocations * self.cfg.price_per_request_usd
-        return gb_s * self.cfg.price_per_gb_s_usd + fees
+        return serverless_cost_usd(self.billed_granules, self.invocations, self.cfg)

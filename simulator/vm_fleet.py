@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from libra.core.billing import vm_fleet_cost_usd
 from libra.core.lifecycle import VMState
 from simulator.config import VMConfig
 
@@ -92,9 +93,7 @@ class VMFleet:
 
     # -- billing ---------------------------------------------------------------------------
     def cost_usd(self, end_s: float) -> tuple[float, float]:
-        """(cost, billed VM-s): per second from launch, 60 s minimum, running ones to end_s."""
-        billed_s = 0.0
-        for vm in self.vms:
-            stop = vm.terminated_at_s if vm.terminated_at_s is not None else end_s
-            billed_s += max(stop - vm.launched_at_s, self.cfg.min_billing_s)
-        return billed_s * self.cfg.price_per_s_usd, billed_s
+        """(cost, billed VM-s): per VM from launch, with EC2's minimum, running ones to end_s
+        (`libra.core.billing`, the live meter's formula)."""
+        return vm_fleet_cost_usd(((vm.launched_at_s, vm.terminated_at_s) for vm in self.vms),
+                                 end_s, self.cfg)
