@@ -25,6 +25,7 @@ import numpy as np
 import simpy
 
 from libra.core.lifecycle import VMState
+from libra.core.observation import FleetState, build_observation
 from libra.core.policies.base import Decision, Observation, Policy
 from libra.core.route_rule import FIT_TOLERANCE_S, Route, choose_route
 from simulator.arrivals import ArrayStream, ArrivalStream
@@ -351,26 +352,12 @@ class Simulation:
             m = len(per_minute)
             per_minute.append(sum(per_second[m * 60:(m + 1) * 60]))
         per_min = tuple(per_minute[max(0, minutes - 60):minutes])
-        vm, sls, counts = self.cfg.vm, self.cfg.serverless, self.fleet.counts
-        return Observation(
-            now_s=now_s,
-            arrivals_per_s=tuple(per_s),
-            arrivals_per_min=per_min,
-            vms_ready=counts[VMState.READY],
-            vms_booting=counts[VMState.BOOTING],
+        counts = self.fleet.counts
+        return build_observation(self.cfg, now_s, per_s, per_min, FleetState(
+            vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
             vms_draining=counts[VMState.DRAINING],
-            vm_capacity_rps=vm.capacity_rps,
             serverless_in_flight=self.pool.in_flight(now_s),
-            sla_s=self.cfg.sla_s,
-            vm_boot_s=vm.boot_s,
-            vm_price_per_s_usd=vm.price_per_s_usd,
-            serverless_cost_per_request_usd=sls.cost_per_request_usd(),
-            serverless_cold_start_s=sls.cold_start_s,
-            serverless_service_s=sls.service_time_mean_s + sls.invoke_overhead_s,
-            serverless_concurrency_limit=sls.concurrency_limit,
-            serverless_instances=self.pool.instances(now_s),
-            vm_min_billing_s=vm.min_billing_s,
-        )
+            serverless_instances=self.pool.instances(now_s)))
 
     def _arrivals_in_last_tick(self, now_s: float) -> int:
         hi = min(math.floor(now_s + 1e-9), self.n_seconds)
