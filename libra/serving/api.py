@@ -6,7 +6,8 @@ a thread), and shipped to the backend as compact arrays (`libra.runtime.payload`
 client can cause is a 4xx with a message naming the limit or the field: 413 for a body, a clip or a
 frame over a limit, 415 for a format we cannot read or a wrong content type, 422 for anything else
 (no modality, empty or truncated media, text with nothing to read). A request that was accepted is
-answered: a VM that fails mid-request is retried on serverless.
+answered: a VM that fails mid-request is retried on serverless. Overload is refused, never queued
+without bound (`libra.serving.admission`): 503 with `Retry-After` and a code saying why.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,9 +34,13 @@ from libra.runtime.inputs.video import video_features
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.payload import encode_input
 from libra.runtime.recognizer import ModelInput
+from libra.serving.admission import DOOR_REASONS, Budget, ShedError
 from libra.serving.backends.serverless import ServerlessError
-from libra.serving.router import NoBackendError
+from libra.serving.logs import RateLimitedLog
 from libra.serving.service import Service
+
+log = logging.getLogger(__name__)
+failures = RateLimitedLog(log, interval_s=10.0)
 
 STATUS_OF_CODE = {"too_large": 413, "too_long": 413, "too_large_frame": 413,
                   "unsupported_format": 415}
@@ -109,39 +115,13 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     async def predict(request: Request) -> Response:
         svc: Service = app.state.service
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        started = time.perf_counter()
         try:
-            text, audio, video = await read_request(request, svc)
-            row, face_found = await build_input(svc, text, audio, video)
-        except ApiError as exc:
-            svc.metrics.requests.labels("none", str(exc.status)).inc()
-            return error_response(exc.status, exc.code, exc.message, request_id)
-        svc.monitor.record()
-        event = {"request_id": request_id, "inputs": encode_input(row)}
-        try:
-            routed = await svc.router.route(event)
-        except NoBackendError as exc:
-            svc.metrics.requests.labels("none", "503").inc()
-            return error_response(503, "no_capacity", str(exc), request_id)
-        except ServerlessError as exc:
-            svc.metrics.requests.labels("serverless", "502").inc()
-            return error_response(502, "backend_failed", str(exc), request_id)
-        latency_s = time.perf_counter() - started
-        if routed.backend == "serverless":
-            svc.cost.on_serverless(float(routed.body.get("infer_ms", 0.0)) / 1000
-                                   + float(routed.body.get("init_ms", 0.0)) / 1000)
-            svc.metrics.cold_starts.inc(routed.cold_start)
-        svc.metrics.retries.inc(routed.retried)
-        svc.metrics.requests.labels(routed.backend, "200").inc()
-        svc.metrics.latency.labels(routed.backend).observe(latency_s)
-        probs = routed.body["probabilities"]
-        return JSONResponse(Prediction(
-            request_id=request_id, emotion=EMOTIONS[int(np.argmax(probs))],
-            probabilities=dict(zip(EMOTIONS, map(float, probs), strict=True)),
-            modalities_used=list(row.modalities), backend=routed.backend,
-            cold_start=routed.cold_start, latency_ms=1000 * latency_s,
-            model_version=str(routed.body.get("model_version", svc.model_version)),
-            face_found=face_found, retried_on_serverless=routed.retried).model_dump())
+            with svc.gate.admit() as budget:
+                return await answer(svc, request, request_id, budget)
+        except ShedError as exc:
+            if exc.reason in DOOR_REASONS:
+                svc.monitor.record()  # refused unread, but demand the policy must see
+            return shed_response(svc, exc, request_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -171,6 +151,52 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
 
     install_auth(app, settings or (service.settings if service else Settings.from_env()))
     return app
+
+
+async def answer(svc: Service, request: Request, request_id: str, budget: Budget) -> Response:
+    """An admitted request: read, decode, route inside `budget`, answer (`ShedError`
+    propagates)."""
+    started = time.perf_counter()
+    try:
+        text, audio, video = await read_request(request, svc)
+        row, face_found = await build_input(svc, text, audio, video)
+    except ApiError as exc:
+        svc.metrics.requests.labels("none", str(exc.status)).inc()
+        return error_response(exc.status, exc.code, exc.message, request_id)
+    svc.monitor.record()
+    event = {"request_id": request_id, "inputs": encode_input(row)}
+    try:
+        routed = await svc.router.route(event, budget)
+    except ServerlessError as exc:  # the retry failed too: the one 5xx besides 503
+        svc.metrics.requests.labels("serverless", "502").inc()
+        failures.failure(f"serverless {exc.code}", "request %s failed on serverless: %s",
+                         request_id, exc, level=logging.WARNING)
+        return error_response(502, "backend_failed", f"serverless failed ({exc.code}) after the "
+                              f"retries it allows", request_id)
+    latency_s = time.perf_counter() - started
+    if routed.backend == "serverless":
+        svc.cost.on_serverless(float(routed.body.get("infer_ms", 0.0)) / 1000
+                               + float(routed.body.get("init_ms", 0.0)) / 1000)
+        svc.metrics.cold_starts.inc(routed.cold_start)
+    svc.metrics.requests.labels(routed.backend, "200").inc()
+    svc.metrics.latency.labels(routed.backend).observe(latency_s)
+    probs = routed.body["probabilities"]
+    return JSONResponse(Prediction(
+        request_id=request_id, emotion=EMOTIONS[int(np.argmax(probs))],
+        probabilities=dict(zip(EMOTIONS, map(float, probs), strict=True)),
+        modalities_used=list(row.modalities), backend=routed.backend,
+        cold_start=routed.cold_start, latency_ms=1000 * latency_s,
+        model_version=str(routed.body.get("model_version", svc.model_version)),
+        face_found=face_found, retried_on_serverless=routed.retried).model_dump())
+
+
+def shed_response(svc: Service, shed: ShedError, request_id: str) -> JSONResponse:
+    """503 + `Retry-After` for a request refused for capacity or time, counted by reason."""
+    svc.metrics.shed.labels(shed.reason).inc()
+    svc.metrics.requests.labels("none", "503").inc()
+    response = error_response(503, shed.reason, shed.message, request_id)
+    response.headers["Retry-After"] = shed.retry_after
+    return response
 
 
 async def read_request(request: Request, svc: Service
@@ -265,7 +291,7 @@ async def build_input(svc: Service, text: str | None, audio: bytes | None,
         return ModelInput(audio=a, video=v, text=tokens), (None if v is None else v.face_found)
 
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, decode)
+        return await asyncio.get_running_loop().run_in_executor(svc.decode_pool, decode)
     except MediaDecodeError as exc:
         status = STATUS_OF_CODE.get(exc.code, 422)
         raise ApiError(status, f"{exc.modality}_{exc.code}", str(exc)) from None

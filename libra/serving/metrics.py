@@ -26,16 +26,31 @@ class ServeMetrics:
                                           "Serverless invocations in flight", registry=r)
         self.cold_starts = Counter("libra_serverless_cold_starts_total",
                                    "Serverless invocations that met a cold start", registry=r)
-        self.retries = Counter("libra_vm_failures_retried_total",
-                               "Requests retried on serverless after a VM failed", registry=r)
+        self.retries = Counter("libra_retries_total", "Requests retried: on serverless after "
+                               "a VM failed (vm_to_serverless), on another instance after one "
+                               "crashed (serverless_crashed)", ["kind"], registry=r)
+        self.shed = Counter("libra_requests_shed_total", "Requests refused for capacity or "
+                            "time (503 + Retry-After), by reason", ["reason"], registry=r)
+        self.serverless_errors = Counter("libra_serverless_errors_total",
+                                         "Serverless invocations that failed, by code",
+                                         ["code"], registry=r)
+        self.lambda_throttles = Counter("libra_lambda_throttles_total",
+                                        "Lambda invocations throttled (each retried attempt)",
+                                        registry=r)
+        self.admitted = Gauge("libra_admitted_requests", "Requests admitted and not yet "
+                              "answered (limit: max_admitted_requests)", registry=r)
+        self.decode_held = Gauge("libra_decode_jobs", "Decoding jobs queued or running",
+                                 registry=r)
+        self.tick_late = Gauge("libra_control_tick_late_seconds", "How late the last control "
+                               "tick started against its schedule", registry=r)
         self.cost = Gauge("libra_cost_usd", "Estimated cost so far", ["backend"], registry=r)
         self.target_vms = Gauge("libra_policy_target_vms", "Target VMs of the last decision",
                                 registry=r)
         self.rate = Gauge("libra_arrival_rate_rps", "Mean arrival rate, last 10 s", registry=r)
         self.policy_eval = Histogram("libra_policy_eval_seconds", "Policy decide() time",
                                      buckets=(1e-5, 1e-4, 1e-3, 1e-2, 0.1), registry=r)
-        self.tick_errors = Gauge("libra_control_tick_errors_total", "Failed control ticks",
-                                 registry=r)
+        self.tick_errors = Counter("libra_control_tick_errors_total", "Failed control ticks",
+                                   registry=r)
         self.serverless_instances = Gauge("libra_serverless_instances",
                                           "Serverless instances alive, busy or idle", registry=r)
         self.serverless_warm_target = Gauge("libra_serverless_warm_target",

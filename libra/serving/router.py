@@ -1,15 +1,25 @@
-"""The live router: the simulator's routing rule applied to each request, and the failover.
+"""The live router: the simulator's routing rule applied to each request, admission by the SLA,
+and the failover.
 
-Per request it estimates how long the least-loaded ready worker would make it wait (requests the
-router has in flight there beyond the worker's slots, each slot turning over every
-`vm_service_s`), asks `choose_route` (the function the simulator uses) for VM, serverless or
-drop, and calls the backend. A VM that fails mid-request (connection lost, timeout, 5xx) gets
-the request retried once on serverless: an accepted request is answered. The quota of the
-controller's latest `Decision` (LIBRA's VM requests per second) is a token bucket per second.
+Per request it estimates when the best ready worker would finish it: the requests the router has
+in flight there times that worker's measured seconds per request (`ServiceEstimate`, learnt from
+completions, starting at `vm_service_s`). It asks `choose_route` (the function the simulator
+uses) for VM, serverless or drop, with the request's own remaining SLA budget. A request that
+cannot start inside its budget goes to serverless if the policy spills, and is refused (`ShedError`:
+503 + `Retry-After`) when serverless is at its concurrency cap with a queue it could not clear in
+time, or when the policy does not spill: nothing queues without bound.
+
+Deadlines travel with the request: the VM call's timeout and the worker's own timeout
+(`X-Libra-Deadline-Ms`) are what is left of its hard deadline. A VM that fails mid-request
+(connection lost, timeout, 5xx, deadline passed) gets the request retried on serverless if time
+is left, else it is answered 503 `deadline_exceeded`. A serverless instance that crashes under a
+request gets it retried once on another instance. The quota of the controller's latest
+`Decision` (LIBRA's VM requests per second) is a token bucket per second.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,9 +28,18 @@ from typing import Any
 
 from libra.core.policies.base import Decision
 from libra.core.route_rule import Route, choose_route
+from libra.serving.admission import Budget, Ewma, ServiceEstimate, ShedError
 from libra.serving.backends.serverless import ServerlessDriver, ServerlessError
 from libra.serving.backends.vm import VMBackend, VMError
+from libra.serving.logs import RateLimitedLog
+from libra.serving.metrics import ServeMetrics
 from libra.serving.state.registry import WorkerInfo
+
+log = logging.getLogger(__name__)
+failures = RateLimitedLog(log, interval_s=10.0)
+
+RETRIED_SERVERLESS_CODES = frozenset({"crashed"})
+"""Serverless failures retried once on another instance: the instance died, not the request."""
 
 
 @dataclass(frozen=True)
@@ -30,12 +49,19 @@ class RouterConfig:
     sla_s: float = 1.0
     sla_margin_s: float = 0.1
     vm_service_s: float = 0.05
-    vm_slots: int = 8
-    queue_timeout_s: float = 5.0
+    """Prior of a worker's seconds per request, until its completions are measured."""
+    request_timeout_s: float | None = None
+    """Hard deadline after arrival (None: twice `sla_s`)."""
+    serverless_service_s: float = 0.1
+    """Prior of a serverless call's latency, until calls are measured."""
 
     @property
     def sla_budget_s(self) -> float:
         return self.sla_s - self.sla_margin_s
+
+    @property
+    def timeout_s(self) -> float:
+        return self.request_timeout_s if self.request_timeout_s is not None else 2 * self.sla_s
 
 
 @dataclass(frozen=True)
@@ -49,9 +75,12 @@ class Routed:
     worker_id: str | None = None
 
 
-class NoBackendError(RuntimeError):
+class NoBackendError(ShedError):
     """Neither a VM nor serverless could take the request (the policy allows no spilling and no
-    VM exists, or the VM queue is past its timeout)."""
+    VM exists)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("no_capacity", message)
 
 
 @dataclass
@@ -63,17 +92,46 @@ class Router:
     serverless: ServerlessDriver
     config: RouterConfig = field(default_factory=RouterConfig)
     decision: Decision = field(default_factory=lambda: Decision(0, "no decision yet"))
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.monotonic
+    metrics: ServeMetrics = field(default_factory=ServeMetrics)
     in_flight: dict[str, int] = field(default_factory=dict)
+    service: dict[str, ServiceEstimate] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
-        "vm": 0, "serverless": 0, "retried": 0, "dropped": 0})
+        "vm": 0, "serverless": 0, "retried": 0, "dropped": 0, "shed": 0})
     _quota_second: int = -1
     _quota_left: float = 0.0
+    _serverless_s: Ewma | None = None
+
+    def __post_init__(self) -> None:
+        self._serverless_s = Ewma(self.config.serverless_service_s)
+
+    # --- estimates -------------------------------------------------------------------------
+
+    def estimate(self, worker: WorkerInfo) -> ServiceEstimate:
+        est = self.service.get(worker.worker_id)
+        if est is None:
+            est = self.service[worker.worker_id] = ServiceEstimate(self.config.vm_service_s)
+        return est
 
     def _wait_s(self, worker: WorkerInfo) -> float:
-        busy = self.in_flight.get(worker.worker_id, 0)
-        slots = max(1, self.config.vm_slots)
-        return max(0, busy + 1 - slots) / slots * self.config.vm_service_s
+        return self.estimate(worker).wait_s(self.in_flight.get(worker.worker_id, 0))
+
+    def _finish_s(self, worker: WorkerInfo) -> float:
+        return self.estimate(worker).finish_s(self.in_flight.get(worker.worker_id, 0))
+
+    @property
+    def serverless_call_s(self) -> float:
+        assert self._serverless_s is not None
+        return self._serverless_s.value
+
+    def serverless_finish_s(self) -> float:
+        """When serverless would answer a new request: at once below its concurrency cap, else
+        after the calls queued ahead of it, `cap` at a time."""
+        cap = self.serverless.capacity
+        ahead = self.serverless.in_flight + 1 - cap
+        if cap <= 0 or ahead <= 0:
+            return self.serverless_call_s
+        return (math.ceil(ahead / cap) + 1) * self.serverless_call_s
 
     def _take_quota(self) -> bool:
         rps = self.decision.vm_quota_rps
@@ -87,42 +145,128 @@ class Router:
             return True
         return False
 
-    def pick(self) -> tuple[Route, WorkerInfo | None]:
+    def pick(self, budget: Budget | None = None) -> tuple[Route, WorkerInfo | None]:
+        """The rule's route for a request with `budget`, and the worker that would take it."""
+        now = self.clock()
+        budget = budget or self.budget(now)
         workers = self.ready_workers()
-        best = min(workers, key=self._wait_s) if workers else None
+        best = min(workers, key=self._finish_s) if workers else None
+        est = self.estimate(best) if best else None
+        sla_left_s = budget.sla_left_s(now)
         route = choose_route(
             vm_wait_s=self._wait_s(best) if best else None,
-            expected_service_s=self.config.vm_service_s, sla_budget_s=self.config.sla_budget_s,
-            quota_left=self._take_quota() if best else False,
+            expected_service_s=est.per_request_s if est else self.config.vm_service_s,
+            sla_budget_s=sla_left_s, quota_left=self._take_quota() if best else False,
             spill_to_serverless=self.decision.spill_to_serverless,
-            use_vms=self.decision.use_vms, queue_timeout_s=self.config.queue_timeout_s,
+            use_vms=self.decision.use_vms, queue_timeout_s=max(0.0, sla_left_s),
             quota_by_count=self.decision.vm_quota_by_count)
         return route, best
 
-    async def route(self, event: dict[str, Any]) -> Routed:
-        route, worker = self.pick()
+    def budget(self, now_s: float | None = None) -> Budget:
+        """A budget starting now (a request that did not bring one)."""
+        return Budget.starting(self.clock() if now_s is None else now_s,
+                               self.config.sla_budget_s, self.config.timeout_s)
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def _shed(self, reason: str, message: str, retry_after_s: float = 1.0) -> ShedError:
+        self.counts["shed"] += 1
+        return ShedError(reason, message, retry_after_s)
+
+    async def route(self, event: dict[str, Any], budget: Budget | None = None) -> Routed:
+        """Serve `event` inside `budget` (from now if None); raises `ShedError` (503) or
+        `ServerlessError` (502, after the retries it allows)."""
+        budget = budget or self.budget()
+        if budget.left_s(self.clock()) <= 0:
+            raise self._shed("deadline_exceeded", "the request's deadline passed before it "
+                             "could be routed")
+        route, worker = self.pick(budget)
         if route == Route.DROP:
             self.counts["dropped"] += 1
-            raise NoBackendError("no VM can take the request and the policy does not spill "
-                                 "to serverless")
+            if worker is None:
+                raise NoBackendError("no VM can take the request and the policy does not spill "
+                                     "to serverless")
+            raise self._shed("over_capacity", f"the VMs cannot start this request inside its "
+                             f"{self.config.sla_budget_s:.2f} s SLA budget (about "
+                             f"{self._wait_s(worker):.2f} s of queue) and the policy does not "
+                             f"spill to serverless", self._wait_s(worker))
+        if route == Route.SERVERLESS:
+            sla_left_s = budget.sla_left_s(self.clock())
+            if self.serverless_finish_s() > sla_left_s:
+                if (worker is not None and self.decision.use_vms
+                        and self._finish_s(worker) <= sla_left_s):
+                    route = Route.VM  # the quota said serverless, but it is full and a VM fits
+                else:
+                    raise self._shed("over_capacity", f"serverless is at its concurrency cap "
+                                     f"({self.serverless.capacity} in flight) and the VMs cannot "
+                                     f"answer inside the SLA budget either",
+                                     self.serverless_finish_s())
         if route == Route.VM and worker is not None:
-            wid = worker.worker_id
-            self.in_flight[wid] = self.in_flight.get(wid, 0) + 1
-            try:
-                result = await self.vm.infer(worker, event)
-                self.counts["vm"] += 1
-                return Routed(result.body, "vm", False, worker_id=wid)
-            except VMError:
-                self.counts["retried"] += 1
-                return await self._serverless(event, retried=True)
-            finally:
-                self.in_flight[wid] -= 1
-        return await self._serverless(event)
+            return await self._vm(worker, event, budget)
+        return await self._serverless(event, budget)
 
-    async def _serverless(self, event: dict[str, Any], retried: bool = False) -> Routed:
-        result = await self.serverless.invoke(event)
-        if "error" in result.body and "probabilities" not in result.body:
-            error = result.body["error"]
-            raise ServerlessError(str(error.get("code")), str(error.get("message")))
-        self.counts["serverless"] += 1
-        return Routed(result.body, "serverless", result.cold_start, retried=retried)
+    async def _vm(self, worker: WorkerInfo, event: dict[str, Any], budget: Budget) -> Routed:
+        wid = worker.worker_id
+        est = self.estimate(worker)
+        self.in_flight[wid] = self.in_flight.get(wid, 0) + 1
+        sent_s = self.clock()
+        try:
+            result = await self.vm.infer(worker, event, timeout_s=budget.left_s(sent_s))
+        except VMError as exc:
+            if exc.code != "deadline_exceeded":  # an expired request did not use the worker
+                est.on_done(sent_s, self.clock())
+            failures.failure(f"vm {exc.code}", "VM %s failed a request (%s)", wid, exc,
+                             level=logging.WARNING)
+            return await self._after_vm_failure(event, budget, exc)
+        else:
+            est.on_done(sent_s, self.clock())
+            self.counts["vm"] += 1
+            return Routed(result.body, "vm", False, worker_id=wid)
+        finally:
+            self.in_flight[wid] -= 1
+
+    async def _after_vm_failure(self, event: dict[str, Any], budget: Budget,
+                                exc: VMError) -> Routed:
+        left_s = budget.left_s(self.clock())
+        if left_s < self.serverless_call_s:
+            raise self._shed("deadline_exceeded", f"the VM did not answer in time ({exc.code}) "
+                             f"and too little of the deadline is left to retry") from None
+        if self.serverless_finish_s() > left_s:
+            raise self._shed("over_capacity", f"the VM failed ({exc.code}) and serverless is "
+                             f"at its concurrency cap", self.serverless_finish_s()) from None
+        self.counts["retried"] += 1
+        self.metrics.retries.labels("vm_to_serverless").inc()
+        return await self._serverless(event, budget, retried=True)
+
+    async def _serverless(self, event: dict[str, Any], budget: Budget,
+                          retried: bool = False) -> Routed:
+        for attempt in (1, 2):
+            sent_s = self.clock()
+            queued = self.serverless.in_flight >= self.serverless.capacity > 0
+            try:
+                result = await self.serverless.invoke(
+                    event, timeout_s=max(0.0, budget.left_s(sent_s)))
+                if "error" in result.body and "probabilities" not in result.body:
+                    error = result.body["error"]
+                    raise ServerlessError(str(error.get("code")), str(error.get("message")))
+            except ServerlessError as exc:
+                self.metrics.serverless_errors.labels(exc.code).inc()
+                if (exc.code in RETRIED_SERVERLESS_CODES and attempt == 1
+                        and budget.left_s(self.clock()) > 0):
+                    failures.failure(f"serverless {exc.code}", "serverless instance failed "
+                                     "(%s); retrying once on another", exc, level=logging.WARNING)
+                    self.counts["retried"] += 1
+                    self.metrics.retries.labels("serverless_crashed").inc()
+                    retried = True
+                    continue
+                if exc.code == "throttled":
+                    raise self._shed("serverless_throttled", "serverless is throttled (every "
+                                     "instance busy for the request's whole budget)",
+                                     self.serverless_call_s) from None
+                raise
+            if not result.cold_start and not queued:
+                assert self._serverless_s is not None
+                self._serverless_s.observe(result.latency_s)
+            self.counts["serverless"] += 1
+            return Routed(result.body, "serverless", result.cold_start, retried=retried)
+        raise AssertionError("unreachable: the second attempt returns or raises")

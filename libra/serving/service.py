@@ -3,6 +3,11 @@
 Rate store and worker registry (memory or Redis), provisioner (local processes or EC2 Auto
 Scaling), serverless driver (local pool or AWS Lambda), router, controller, cost meter. `start`
 launches the initial fleet and the control loop; `stop` drains and reaps everything.
+
+Two executors of its own, so `/healthz` and the control loop never wait behind request work:
+decoding runs in `decode_pool` (bounded, its backlog visible to admission), and the controller's
+tick in a single thread that lives as long as the service (the provisioner spawns workers from
+it, and a child dies with the thread that spawned it: `libra.serving.children`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from libra.core.lifecycle import VMState
 from libra.core.policies import make_policy
 from libra.runtime.inputs.text import TextTokenizer
+from libra.serving.admission import DecodePool, Gate
 from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
 from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessDriver
 from libra.serving.backends.vm import VMBackend
 from libra.serving.control.controller import ControlConfig, Controller
+from libra.serving.logs import RateLimitedLog
 from libra.serving.metrics import ServeMetrics
 from libra.serving.provision.base import Provisioner
 from libra.serving.provision.local import LocalProvisioner
@@ -30,6 +39,9 @@ from libra.serving.state.rates import MemoryRateStore, RateMonitor, RedisRateSto
 from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerRegistry
 
 VM_MIN_BILLED_S = 60.0
+
+log = logging.getLogger(__name__)
+failures = RateLimitedLog(log)
 
 
 @dataclass
@@ -79,10 +91,19 @@ class Service:
         self.provisioner = self._provisioner()
         self.serverless = self._serverless()
         self.vm = VMBackend(timeout_s=max(10.0, 10 * s.sla_s))
+        router_config = RouterConfig(sla_s=s.sla_s, sla_margin_s=s.sla_margin_s,
+                                     vm_service_s=s.vm_service_s,
+                                     request_timeout_s=s.request_timeout_s,
+                                     serverless_service_s=s.serverless_duration_s)
         self.router = Router(self.provisioner.ready_workers, self.vm, self.serverless,
-                             RouterConfig(sla_s=s.sla_s, sla_margin_s=s.sla_margin_s,
-                                          vm_service_s=s.vm_service_s,
-                                          vm_slots=s.max_batch_size))
+                             router_config, metrics=self.metrics)
+        self.decode_pool = DecodePool(s.decode_threads)
+        self.gate = Gate(max_admitted=s.max_admitted_requests,
+                         sla_budget_s=router_config.sla_budget_s,
+                         timeout_s=router_config.timeout_s, decode=self.decode_pool)
+        self.metrics.admitted.set_function(lambda: self.gate.admitted)
+        self.metrics.decode_held.set_function(lambda: self.decode_pool.held)
+        self._control_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libra-control")
         self.policy = make_policy(s.policy, **s.policy_params)
         self.controller = Controller(
             self.policy, self.monitor, self.provisioner, self.serverless, self.router,
@@ -121,7 +142,9 @@ class Service:
     def _serverless(self) -> ServerlessDriver:
         s = self.settings
         if s.serverless_driver == "aws":
-            return AwsLambdaDriver(s.lambda_function or "", region=s.aws_region)
+            return AwsLambdaDriver(s.lambda_function or "", region=s.aws_region,
+                                   max_concurrency=s.serverless_max_concurrency,
+                                   on_throttle=self.metrics.lambda_throttles.inc)
         if s.serverless_driver == "noop":
             from libra.serving.backends.noop import NoopDriver
 
@@ -131,7 +154,9 @@ class Service:
             max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))
 
     async def start(self) -> None:
-        self.cost.vm_launches += self.provisioner.start(self.settings.initial_vms)
+        loop = asyncio.get_running_loop()
+        self.cost.vm_launches += await loop.run_in_executor(
+            self._control_pool, self.provisioner.start, self.settings.initial_vms)
         self._control = asyncio.ensure_future(self._control_loop())
 
     async def _control_loop(self) -> None:
@@ -139,17 +164,24 @@ class Service:
         tick_s = self.settings.tick_s
         next_s = time.monotonic()
         while True:
+            self.metrics.tick_late.set(max(0.0, time.monotonic() - next_s))
             try:
                 before = self.provisioner.counts()
-                decision = await loop.run_in_executor(None, self.controller.tick)
+                decision = await loop.run_in_executor(self._control_pool, self.controller.tick)
                 self._after_tick(before)
                 if decision.serverless_warm and (self._warming is None or self._warming.done()):
                     self._warming = asyncio.ensure_future(
                         self._keep_warm(decision.serverless_warm))
-            except Exception:  # counted; the loop outlives a bad tick
+            except Exception:  # counted and logged; the loop outlives a bad tick
                 self.controller.tick_errors += 1
+                self.metrics.tick_errors.inc()
+                failures.failure("control tick", "control tick %d failed; the fleet keeps its "
+                                 "size until a good tick", self.controller.ticks + 1)
             next_s += tick_s
-            await asyncio.sleep(max(0.0, next_s - time.monotonic()))
+            now = time.monotonic()
+            if next_s < now - tick_s:  # a tick overran by more than one period: do not burst
+                next_s = now
+            await asyncio.sleep(max(0.0, next_s - now))
 
     async def _keep_warm(self, target: int) -> None:
         """The policy's serverless warm set; its starts and pings are billed like requests."""
@@ -158,6 +190,8 @@ class Service:
                 self.cost.on_serverless(billed_s)
         except Exception:  # a failed warm-up only means the next burst meets cold starts
             self.metrics.warm_errors.inc()
+            failures.failure("keep-warm", "keeping %d serverless instances warm failed", target,
+                             level=logging.WARNING)
 
     def _after_tick(self, before: dict[VMState, int]) -> None:
         counts = self.provisioner.counts()
@@ -174,7 +208,6 @@ class Service:
         m.serverless_instances.set(self.serverless.instances_alive)
         m.cost.labels("vm").set(self.cost.vm_usd)
         m.cost.labels("serverless").set(self.cost.serverless_usd)
-        m.tick_errors.set(self.controller.tick_errors)
         m.rate.set(self.monitor.rate_rps())
         m.policy_eval.observe(self.controller.last_eval_s)
         if self.controller.last_decision is not None:
@@ -200,6 +233,13 @@ class Service:
                            "warm_target": 0 if decision is None else decision.serverless_warm,
                            "cold_starts": self.serverless.cold_starts},
             "routed": dict(self.router.counts),
+            "admission": {"admitted": self.gate.admitted,
+                          "max_admitted": self.gate.max_admitted,
+                          "decode_jobs": self.decode_pool.held,
+                          "decode_job_s": self.decode_pool.job_s.value,
+                          "worker_s_per_request": {
+                              wid: est.per_request_s for wid, est in self.router.service.items()},
+                          "serverless_call_s": self.router.serverless_call_s},
             "cost_usd": {"vm": self.cost.vm_usd, "serverless": self.cost.serverless_usd},
             "control": {"ticks": self.controller.ticks,
                         "tick_errors": self.controller.tick_errors},
@@ -213,6 +253,9 @@ class Service:
             self._control.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control
-        await asyncio.get_running_loop().run_in_executor(None, self.provisioner.close)
+        await asyncio.get_running_loop().run_in_executor(self._control_pool,
+                                                         self.provisioner.close)
         await self.serverless.aclose()
         await self.vm.aclose()
+        self._control_pool.shutdown(wait=False)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)

@@ -81,6 +81,15 @@ class Settings(BaseModel):
     # request limits
     max_body_bytes: PositiveInt = 25 * 2**20
     max_text_chars: PositiveInt = 5000
+    # overload and admission (libra.serving.admission, docs/serving.md "Overload and admission")
+    max_admitted_requests: PositiveInt = Field(
+        64, description="requests admitted at once per router (door to answer); past it 503 "
+        "overloaded at once")
+    decode_threads: PositiveInt = Field(2, description="threads decoding media and tokenizing "
+                                        "(their own pool, not asyncio's default executor)")
+    request_timeout_s: PositiveFloat | None = Field(
+        None, description="hard deadline after arrival: unanswered by then, a request is "
+        "answered 503 deadline_exceeded and the worker drops it (default 2 x sla_s)")
     log_dir: Path = Field(REPO_ROOT / "artifacts" / "logs")
     # API keys and per-key limits (libra.serving.auth); no keys: no gate, loopback only (cli)
     api_keys: str | None = Field(None, repr=False, description="hashed key entries, one per "
@@ -108,6 +117,9 @@ class Settings(BaseModel):
             raise ValueError("serverless_driver 'aws' needs lambda_function (name or ARN)")
         if self.provisioner == "aws" and not self.asg_name:
             raise ValueError("provisioner 'aws' needs asg_name (the Auto Scaling group)")
+        if self.request_timeout_s is not None and self.request_timeout_s < self.sla_s:
+            raise ValueError(f"request_timeout_s ({self.request_timeout_s}) must be >= sla_s "
+                             f"({self.sla_s})")
         return self
 
     @property

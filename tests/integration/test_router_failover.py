@@ -36,7 +36,7 @@ def test_requests_on_a_worker_that_dies_are_answered_by_serverless(
     async def scenario() -> tuple[list, dict]:
         pool = LocalServerlessPool(PoolConfig(out / "int8.onnx", max_concurrency=2))
         router = Router(lambda: [info], VMBackend(timeout_s=20), pool,
-                        RouterConfig(vm_slots=16),
+                        RouterConfig(request_timeout_s=120),  # a busy box: slow cold starts
                         decision=Decision(1, "one VM, spill when needed"))
         try:
             tasks = [asyncio.ensure_future(router.route(event(i))) for i in range(4)]

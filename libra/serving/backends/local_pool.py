@@ -11,6 +11,11 @@ last event, and is then reaped. States follow `libra.core.lifecycle.FunctionStat
 missing instances ahead of demand (a real cold start nobody waits for) and ping idle members of
 the warm set before half their keep-alive has passed, with the handler's no-inference warm-up
 event, so the next burst finds them warm. Pings and warm starts are billed like invocations.
+
+Keep-alive accounting (when an instance was last used, when it expires, when a warm-set member
+needs its ping) reads the `clock` given to the pool, so tests drive it without sleeping; waiting
+for a free instance is real waiting and uses the real monotonic clock. An invocation waits for an
+instance at most its `timeout_s` (what is left of the request's deadline) or `acquire_timeout_s`.
 """
 
 from __future__ import annotations
@@ -18,16 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from libra.core.lifecycle import FunctionState
 from libra.serving.backends.serverless import InvokeResult, ServerlessError
 from libra.serving.children import INSTANCE_READY_LINE, AsyncChild
+from libra.serving.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+failures = RateLimitedLog(log)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,7 +67,7 @@ class PoolConfig:
 class Instance:
     proc: AsyncChild
     state: FunctionState = FunctionState.COLD
-    last_used_s: float = field(default_factory=time.monotonic)
+    last_used_s: float = 0.0
     init_ms: float = 0.0
     served: int = 0
     stderr_task: asyncio.Task[None] | None = None
@@ -67,8 +78,10 @@ class LocalServerlessPool:
 
     name = "local"
 
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(self, config: PoolConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
         self.instances: list[Instance] = []
         self._starting = 0
         self._in_flight = 0
@@ -82,6 +95,10 @@ class LocalServerlessPool:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def capacity(self) -> int:
+        return self.config.max_concurrency
 
     @property
     def cold_starts(self) -> int:
@@ -102,11 +119,14 @@ class LocalServerlessPool:
             self._reaper = asyncio.ensure_future(self._reap_loop())
         return self._freed
 
-    async def invoke(self, event: dict[str, Any]) -> InvokeResult:
+    async def invoke(self, event: dict[str, Any], *, timeout_s: float | None = None
+                     ) -> InvokeResult:
         started = time.perf_counter()
         self._in_flight += 1
         try:
-            instance, cold = await self._acquire()
+            wait_s = self.config.acquire_timeout_s
+            instance, cold = await self._acquire(wait_s if timeout_s is None
+                                                 else min(wait_s, timeout_s))
             try:
                 answer = await self._call(instance, event)
             finally:
@@ -115,9 +135,9 @@ class LocalServerlessPool:
             self._in_flight -= 1
         return InvokeResult(answer, cold, time.perf_counter() - started)
 
-    async def _acquire(self) -> tuple[Instance, bool]:
+    async def _acquire(self, timeout_s: float) -> tuple[Instance, bool]:
         freed = self._condition()
-        deadline = time.monotonic() + self.config.acquire_timeout_s
+        deadline = time.monotonic() + timeout_s
         async with freed:
             while True:
                 for dead in [i for i in self.instances if i.proc.returncode is not None]:
@@ -134,7 +154,7 @@ class LocalServerlessPool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ServerlessError("throttled", f"all {self.config.max_concurrency} local "
-                                          f"instances busy for {self.config.acquire_timeout_s} s")
+                                          f"instances busy for {timeout_s:.3f} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(freed.wait(), timeout=left)
         try:
@@ -152,7 +172,7 @@ class LocalServerlessPool:
         if target <= 0:
             return []
         freed = self._condition()
-        now = time.monotonic()
+        now = self.clock()
         async with freed:
             alive = [i for i in self.instances if i.proc.returncode is None]
             busy = sum(i.state != FunctionState.IDLE for i in alive)
@@ -168,6 +188,13 @@ class LocalServerlessPool:
         results = await asyncio.gather(*(self._ping(i) for i in stale),
                                        *(self._warm_start() for _ in range(missing)),
                                        return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            try:
+                raise errors[0]
+            except Exception:  # a failed warm-up only means a cold start later; logged
+                failures.failure("keep-warm", "%d of %d warm starts and pings failed",
+                                 len(errors), len(results), level=logging.WARNING)
         return [r for r in results if isinstance(r, float)]
 
     async def _ping(self, instance: Instance) -> float:
@@ -195,7 +222,7 @@ class LocalServerlessPool:
                "LIBRA_ORT_THREADS": str(self.config.threads_per_instance)}
         proc = await AsyncChild.start([sys.executable, "-m", "handlers.lambda_local"],
                                       cwd=str(REPO_ROOT), env=env, limit=16 * 1024 * 1024)
-        instance = Instance(proc)
+        instance = Instance(proc, last_used_s=self.clock())
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.config.start_timeout_s)
         except TimeoutError:
@@ -246,7 +273,7 @@ class LocalServerlessPool:
         async with freed:
             if instance.proc.returncode is None and instance.state == FunctionState.WARM:
                 instance.state = FunctionState.IDLE
-                instance.last_used_s = time.monotonic()
+                instance.last_used_s = self.clock()
             else:
                 instance.state = FunctionState.REAPED
                 if instance in self.instances:
@@ -256,11 +283,14 @@ class LocalServerlessPool:
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reap_every_s)
-            await self.reap()
+            try:
+                await self.reap()
+            except Exception:  # the loop outlives a failed stop; the next round retries
+                failures.failure("reap", "reaping idle serverless instances failed")
 
     async def reap(self, now_s: float | None = None) -> int:
         """Stop instances idle longer than the keep-alive; returns how many."""
-        now = time.monotonic() if now_s is None else now_s
+        now = self.clock() if now_s is None else now_s
         freed = self._condition()
         async with freed:
             old = [i for i in self.instances if i.state == FunctionState.IDLE

@@ -23,6 +23,10 @@ class NoopDriver:
         return 0
 
     @property
+    def capacity(self) -> int:
+        return 0  # no cap: it answers at once
+
+    @property
     def cold_starts(self) -> int:
         return 0
 
@@ -33,7 +37,8 @@ class NoopDriver:
     async def keep_warm(self, target: int) -> list[float]:
         return []
 
-    async def invoke(self, event: dict[str, Any]) -> InvokeResult:
+    async def invoke(self, event: dict[str, Any], *, timeout_s: float | None = None
+                     ) -> InvokeResult:
         self.calls += 1
         return InvokeResult({"request_id": event.get("request_id"),
                              "probabilities": [1 / len(EMOTIONS)] * len(EMOTIONS),

@@ -1,18 +1,25 @@
 """Serverless drivers behind one interface: AWS Lambda (boto3) and the local process pool.
 
-`ServerlessDriver.invoke(event)` sends one `handlers.lambda_function` event and returns its
-answer with whether it met a cold start. The `aws` driver calls `lambda.invoke` synchronously in
-a thread, retrying throttles and transient service errors with capped, jittered exponential
-backoff (tenacity; botocore's own retries are off so the two never multiply), with connect and
-read timeouts. The `local` driver is `libra.serving.backends.local_pool.LocalServerlessPool`.
+`ServerlessDriver.invoke(event, timeout_s=...)` sends one `handlers.lambda_function` event and
+returns its answer with whether it met a cold start; `timeout_s` (what is left of the request's
+deadline) bounds the time spent waiting for an instance or retrying throttles, not a call under
+way (neither Lambda nor a local instance can be told to stop one). The `aws` driver calls
+`lambda.invoke` in threads of its own, as many at once as the configured concurrency (asyncio's
+default executor capped it at about 6), retrying throttles and transient service errors with
+capped, jittered exponential backoff (tenacity; botocore's own retries are off so the two never
+multiply), with connect and read timeouts. The `local` driver is
+`libra.serving.backends.local_pool.LocalServerlessPool`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,8 +28,15 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
+
+from libra.serving.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+failures = RateLimitedLog(log)
 
 RETRYABLE_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "ServiceException",
@@ -51,10 +65,16 @@ class ServerlessError(RuntimeError):
 class ServerlessDriver(Protocol):
     name: str
 
-    async def invoke(self, event: dict[str, Any]) -> InvokeResult: ...
+    async def invoke(self, event: dict[str, Any], *, timeout_s: float | None = None
+                     ) -> InvokeResult: ...
 
     @property
     def in_flight(self) -> int: ...
+
+    @property
+    def capacity(self) -> int:
+        """Invocations that run at once (the concurrency cap); 0 when there is no known cap."""
+        ...
 
     @property
     def cold_starts(self) -> int: ...
@@ -72,26 +92,36 @@ class ServerlessDriver(Protocol):
 
 
 class AwsLambdaDriver:
-    """Synchronous `lambda.invoke` of one function (name, ARN or alias) via boto3."""
+    """`lambda.invoke` of one function (name, ARN or alias) via boto3, `max_concurrency` calls at
+    once in threads of this driver (boto3's client is thread-safe; its pool holds as many
+    connections)."""
 
     name = "aws"
 
     def __init__(self, function_name: str, *, client: Any = None, region: str | None = None,
-                 max_attempts: int = 5, backoff_base_s: float = 0.1, backoff_max_s: float = 2.0,
-                 connect_timeout_s: float = 2.0, read_timeout_s: float = 30.0,
-                 warm_every_s: float = 240.0, warm_hold_ms: float = 100.0) -> None:
+                 max_concurrency: int = 64, max_attempts: int = 5, backoff_base_s: float = 0.1,
+                 backoff_max_s: float = 2.0, connect_timeout_s: float = 2.0,
+                 read_timeout_s: float = 30.0, warm_every_s: float = 240.0,
+                 warm_hold_ms: float = 100.0,
+                 on_throttle: Callable[[], None] | None = None) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency ({max_concurrency}) must be at least 1")
         if client is None:
             import boto3
             from botocore.config import Config
 
             client = boto3.client("lambda", region_name=region, config=Config(
                 retries={"total_max_attempts": 1}, connect_timeout=connect_timeout_s,
-                read_timeout=read_timeout_s, max_pool_connections=64))
+                read_timeout=read_timeout_s, max_pool_connections=max_concurrency))
         self.client = client
         self.function_name = function_name
+        self.max_concurrency = max_concurrency
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency,
+                                            thread_name_prefix="libra-lambda")
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.on_throttle = on_throttle
         self._in_flight = 0
         self._cold_starts = 0
         self.throttles = 0
@@ -102,6 +132,10 @@ class AwsLambdaDriver:
         self.warm_pings = 0
 
     @property
+    def capacity(self) -> int:
+        return self.max_concurrency
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 
@@ -109,20 +143,27 @@ class AwsLambdaDriver:
     def cold_starts(self) -> int:
         return self._cold_starts
 
-    def invoke_sync(self, event: dict[str, Any]) -> dict[str, Any]:
-        """One `lambda.invoke`, retried on throttling; the decoded answer or ServerlessError."""
+    def invoke_sync(self, event: dict[str, Any], timeout_s: float | None = None
+                    ) -> dict[str, Any]:
+        """One `lambda.invoke`, retried on throttling while `timeout_s` lasts; the decoded
+        answer or ServerlessError."""
         from botocore.exceptions import ClientError  # boto3 is the `aws` extra
 
         def retryable(exc: BaseException) -> bool:
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in RETRYABLE_CODES:
                 self.throttles += 1
+                if self.on_throttle is not None:
+                    self.on_throttle()
                 return True
             return False
 
+        stop: stop_base = stop_after_attempt(self.max_attempts)
+        if timeout_s is not None:
+            stop = stop | stop_after_delay(timeout_s)
         body = json.dumps(event).encode()
         try:
             for attempt in Retrying(
-                    retry=retry_if_exception(retryable), stop=stop_after_attempt(self.max_attempts),
+                    retry=retry_if_exception(retryable), stop=stop,
                     wait=wait_random_exponential(multiplier=self.backoff_base_s,
                                                  max=self.backoff_max_s)):
                 with attempt:
@@ -130,13 +171,17 @@ class AwsLambdaDriver:
                                                   InvocationType="RequestResponse", Payload=body)
         except RetryError as exc:
             raise ServerlessError("throttled", f"{self.function_name}: still throttled after "
-                                  f"{self.max_attempts} attempts") from exc
+                                  f"{exc.last_attempt.attempt_number} attempts") from exc
         except ClientError as exc:
             error = exc.response["Error"]
             raise ServerlessError("invoke_failed", f"{error['Code']}: {error['Message']}") from exc
         raw = response["Payload"].read()
         if response.get("FunctionError"):
-            raise ServerlessError("function_error", raw.decode(errors="replace")[:500])
+            text = raw.decode(errors="replace")[:500]
+            # the runtime died under the request (killed, out of memory): another instance may
+            # serve it, so the router retries it once
+            crashed = "Runtime.ExitError" in text or "Runtime.OutOfMemory" in text
+            raise ServerlessError("crashed" if crashed else "function_error", text)
         try:
             answer = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -145,12 +190,13 @@ class AwsLambdaDriver:
             raise ServerlessError("bad_answer", "the function's answer is not an object")
         return answer
 
-    async def invoke(self, event: dict[str, Any]) -> InvokeResult:
+    async def invoke(self, event: dict[str, Any], *, timeout_s: float | None = None
+                     ) -> InvokeResult:
         started = time.perf_counter()
         self._in_flight += 1
         try:
             answer = await asyncio.get_running_loop().run_in_executor(
-                None, self.invoke_sync, event)
+                self._executor, self.invoke_sync, event, timeout_s)
         finally:
             self._in_flight -= 1
         cold = bool(answer.get("cold_start"))
@@ -176,8 +222,16 @@ class AwsLambdaDriver:
         loop = asyncio.get_running_loop()
         event = {"warmup": True, "hold_ms": self.warm_hold_ms}
         results = await asyncio.gather(
-            *(loop.run_in_executor(None, self.invoke_sync, event) for _ in range(target)),
+            *(loop.run_in_executor(self._executor, self.invoke_sync, event)
+              for _ in range(min(target, self.max_concurrency))),
             return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            try:
+                raise errors[0]
+            except Exception:  # a failed ping only means a cold start later; logged, not raised
+                failures.failure("lambda keep-warm", "%d of %d Lambda warm-up pings failed",
+                                 len(errors), len(results), level=logging.WARNING)
         answers = [r for r in results if isinstance(r, dict)]
         self._warm_size = len(answers)
         self.warm_pings += len(answers)
@@ -185,4 +239,4 @@ class AwsLambdaDriver:
                 for a in answers]
 
     async def aclose(self) -> None:
-        return None
+        self._executor.shutdown(wait=False, cancel_futures=True)
