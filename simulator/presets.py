@@ -8,11 +8,10 @@ layers them: preset, then `--config FILE`, then `--set KEY=VALUE`, then explicit
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 _TRACE_OPTIONS = frozenset({"spread", "epoch_s"})

@@ -19,7 +19,8 @@ def test_shipped_profiles_load_and_every_figure_has_a_source() -> None:
         for path, _, figure in profile.figure_table():
             assert figure.how.strip(), path
             if figure.source == "measured":
-                assert figure.date and figure.spread, f"{name}: {path} needs a date and spread"
+                assert figure.date, f"{name}: {path} needs the date it was measured"
+                assert figure.spread, f"{name}: {path} needs the spread it was measured with"
 
 
 def test_the_simulators_defaults_are_the_aws_profile() -> None:
