@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
-import tomllib
 from pydantic import ValidationError
 
 from libra.core.policies import POLICIES, UnknownPolicyError
@@ -287,15 +287,57 @@ def fetch_trace_cmd(name: str, dest: Path, base_url: str | None) -> None:
         click.echo(str(path))
 
 
-@main.command("make-trace")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("traces/azure.csv"), show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-def make_trace_cmd(out: Path, seed: int) -> None:
-    """Write the synthetic Azure-2019-format sample (diurnal pattern with bursts)."""
-    from simulator.tracegen import generate_azure2019
+_KIND_OPTIONS = {
+    "azure2019": (),
+    "step": ("base_rps", "factor", "step_at_s", "ramp_s", "hold_s", "duration_s"),
+    "diurnal": ("mean_rps", "days"),
+}
 
-    generate_azure2019(out, seed=seed)
+
+@main.command("make-trace")
+@click.option("--kind", type=click.Choice(list(_KIND_OPTIONS)), default="azure2019",
+              show_default=True,
+              help="azure2019: the shipped synthetic day (per-minute counts, CSV); step: a flash "
+              "crowd; diurnal: days of a low-rate server (both per-second counts, one a line)")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("traces/azure.csv"), show_default=True,
+              help="file to write (per-second kinds: gzip'd when it ends in .gz)")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--base-rps", type=float, default=None, help="step: rate before the step [200]")
+@click.option("--factor", type=float, default=None, help="step: rate after / before [5]")
+@click.option("--step-at-s", type=float, default=None, help="step: when the ramp starts [1800]")
+@click.option("--ramp-s", type=float, default=None,
+              help="step: seconds from base to factor x base (0: sheer) [60]")
+@click.option("--hold-s", type=float, default=None,
+              help="step: seconds at the high rate before ramping back [to the end]")
+@click.option("--duration-s", type=int, default=None, help="step: trace length [3600]")
+@click.option("--mean-rps", type=float, default=None, help="diurnal: mean rate [1]")
+@click.option("--days", type=float, default=None, help="diurnal: trace length in days [7]")
+def make_trace_cmd(kind: str, out: Path, seed: int, **shape: float | None) -> None:
+    """Write a synthetic trace: the Azure-2019-format sample, a step, or a diurnal week.
+
+    \b
+    libra-sim make-trace --out traces/azure.csv
+    libra-sim make-trace --kind step --base-rps 200 --factor 5 --ramp-s 60 --out step.txt
+    libra-sim make-trace --kind diurnal --days 7 --mean-rps 1 --out week.txt.gz
+    """
+    from simulator import tracegen
+
+    given = {name: value for name, value in shape.items() if value is not None}
+    stray = sorted(set(given) - set(_KIND_OPTIONS[kind]))
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise click.UsageError(f"{flags} do(es) not apply to --kind {kind}")
+    try:
+        if kind == "azure2019":
+            tracegen.generate_azure2019(out, seed=seed)
+        else:
+            make = tracegen.synthetic_step if kind == "step" else tracegen.synthetic_diurnal
+            tracegen.write_per_second(out, make(seed=seed, **given).counts)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc}") from None
     click.echo(str(out))
 
 

@@ -20,19 +20,29 @@ about 280 requests/s (per-minute ~130/s at night to ~430/s in the afternoon, bur
 the same arguments give a byte-identical file.
 
 Regenerate the shipped sample with ``python -m simulator.tracegen traces/azure.csv``.
+
+Two per-second generators write the LIBRA format (one integer per line: requests in that second;
+gzip'd when the name ends in ``.gz``), for what the day above does not show:
+
+* ``synthetic_step``: a flash crowd, ``base_rps`` then a linear ramp to ``factor`` times it
+  within ``ramp_s`` (1x to 5x within 60 s by default), held to the end or for ``hold_s``;
+* ``synthetic_diurnal``: days of a low-rate server with a day/night swing (a week at 1 req/s
+  is the case where replay cost must follow requests, not trace seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SyntheticAzure2019", "generate_azure2019", "synthetic_azure2019"]
+__all__ = ["RateTrace", "SyntheticAzure2019", "generate_azure2019", "synthetic_azure2019",
+           "synthetic_diurnal", "synthetic_step", "write_per_second"]
 
 MINUTES_PER_DAY = 1440
 TROUGH_MINUTE_OF_DAY = 4 * 60  # 04:00; the peak falls 12 h later, at 16:00
@@ -191,6 +201,100 @@ def _place_bursts(
         factor = float(rng.uniform(*BURST_MULTIPLIER))
         bursts.append((first, length, round(factor, 3)))
     return bursts
+
+
+@dataclass(frozen=True)
+class RateTrace:
+    """Per-second counts and the expected rate each was drawn from (Poisson, one per second)."""
+
+    counts: np.ndarray  # int64, one per second
+    rate_rps: np.ndarray  # float64, the expected count of each second
+
+    @property
+    def duration_s(self) -> int:
+        return int(self.counts.size)
+
+
+def synthetic_step(
+    *,
+    base_rps: float = 200.0,
+    factor: float = 5.0,
+    step_at_s: float = 1800.0,
+    ramp_s: float = 60.0,
+    hold_s: float | None = None,
+    duration_s: int = 3600,
+    seed: int = 7,
+) -> RateTrace:
+    """A flash crowd: ``base_rps``, then from ``step_at_s`` a linear ramp to ``factor *
+    base_rps`` reached ``ramp_s`` later (0: a sheer step), held for ``hold_s`` (None: to the
+    end) and ramped back down as fast. Each second's count is a Poisson draw around the rate
+    at the middle of that second, so a 5x step within 60 s is 5x within 60 s in every draw.
+    """
+    _check_rate_arguments(duration_s, base_rps)
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"factor must be > 0 (5 is a 5x step), got {factor}")
+    if not (math.isfinite(step_at_s) and 0 <= step_at_s <= duration_s):
+        raise ValueError(f"step_at_s must be within the trace [0, {duration_s}], got {step_at_s}")
+    if not (math.isfinite(ramp_s) and ramp_s >= 0):
+        raise ValueError(f"ramp_s must be >= 0 seconds, got {ramp_s}")
+    if hold_s is not None and not (math.isfinite(hold_s) and hold_s >= 0):
+        raise ValueError(f"hold_s must be >= 0 seconds or None (to the end), got {hold_s}")
+    mid_s = np.arange(duration_s, dtype=np.float64) + 0.5
+    up = _ramp(mid_s - step_at_s, ramp_s)
+    if hold_s is not None:
+        up = up - _ramp(mid_s - (step_at_s + ramp_s + hold_s), ramp_s)
+    rate_rps = base_rps * (1.0 + (factor - 1.0) * up)
+    return RateTrace(np.random.default_rng(seed).poisson(rate_rps).astype(np.int64), rate_rps)
+
+
+def synthetic_diurnal(
+    *,
+    days: float = 7.0,
+    mean_rps: float = 1.0,
+    trough_fraction: float = 0.35,
+    seed: int = 7,
+) -> RateTrace:
+    """Days of a low-rate server: the day curve of the Azure sample (trough at 04:00, peak at
+    16:00, ``trough_fraction`` of the peak at night) scaled to average ``mean_rps``."""
+    if not (math.isfinite(days) and days > 0):
+        raise ValueError(f"days must be > 0, got {days}")
+    if not 0 < trough_fraction <= 1:
+        raise ValueError(f"trough_fraction must be in (0, 1], got {trough_fraction}")
+    duration_s = round(days * 86_400)
+    _check_rate_arguments(duration_s, mean_rps)
+    minute = (np.arange(duration_s, dtype=np.float64) + 0.5) / 60.0
+    curve = _diurnal_curve(minute, 1.0, trough_fraction)
+    rate_rps = curve * (mean_rps / ((1.0 + trough_fraction) / 2.0))  # the curve's mean is that
+    return RateTrace(np.random.default_rng(seed).poisson(rate_rps).astype(np.int64), rate_rps)
+
+
+def write_per_second(path: str | Path, counts: np.ndarray) -> Path:
+    """Counts one per line (the LIBRA per-second format), gzip'd if the name ends in .gz."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(map(str, np.asarray(counts, dtype=np.int64).tolist())) + "\n"
+    if path.suffix == ".gz":
+        # no name, mtime 0: the same counts give the same bytes whatever the file is called
+        with path.open("wb") as raw, \
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as handle:
+            handle.write(text.encode())
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _ramp(since_s: np.ndarray, ramp_s: float) -> np.ndarray:
+    """0 before the ramp, rising linearly to 1 over ``ramp_s`` (a step when 0), 1 after."""
+    if ramp_s == 0:
+        return (since_s >= 0).astype(np.float64)
+    return np.clip(since_s / ramp_s, 0.0, 1.0)
+
+
+def _check_rate_arguments(duration_s: int, rate_rps: float) -> None:
+    if isinstance(duration_s, bool) or int(duration_s) != duration_s or duration_s < 1:
+        raise ValueError(f"duration_s must be a whole number of seconds >= 1, got {duration_s}")
+    if not (math.isfinite(rate_rps) and rate_rps >= 0):
+        raise ValueError(f"the rate must be >= 0 requests per second, got {rate_rps}")
 
 
 def main(argv: list[str] | None = None) -> None:

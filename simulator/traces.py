@@ -23,8 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -34,6 +33,8 @@ import numpy as np
 from simulator.arrivals import ArrayStream, ArrivalStream, CountStream, to_epochs
 from simulator.errors import TraceFormatError
 from simulator.trace_base import SPREADS, Spread, Trace, spread_counts
+from simulator.trace_io import open_text
+from simulator.trace_io import reading as _reading
 
 __all__ = ["FORMATS", "SPREADS", "ArrivalStream", "Trace", "detect_format", "load_trace",
            "open_trace", "spread_counts"]
@@ -292,15 +293,15 @@ def _clip(text: str, limit: int = 120) -> str:
 
 def _first_line(path: Path) -> str:
     """Line 1 without its line end; reads only that much, so detecting a big file is cheap."""
-    with _reading(path), path.open(encoding="utf-8-sig", newline="") as handle:
+    with _reading(path), open_text(path) as handle:
         first = handle.readline().rstrip("\r\n")
     return first if first.strip() else _read_lines(path)[0]
 
 
 def _read_lines(path: Path) -> list[str]:
     """The file's lines without line ends or trailing blank lines; errors name the path."""
-    with _reading(path):
-        text = path.read_text(encoding="utf-8-sig")
+    with _reading(path), open_text(path) as handle:
+        text = handle.read()
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -309,24 +310,6 @@ def _read_lines(path: Path) -> list[str]:
             str(path), None, f"file is empty; expected one of: {_EXPECTED_HEADERS}"
         )
     return lines
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn the OS's reasons for not reading a file into a TraceFormatError naming the path."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise TraceFormatError(str(path), None, "no such file; check the path") from None
-    except IsADirectoryError:
-        raise TraceFormatError(str(path), None, "is a directory; expected a trace file") from None
-    except PermissionError:
-        raise TraceFormatError(str(path), None, "cannot read: permission denied") from None
-    except UnicodeDecodeError as exc:
-        raise TraceFormatError(
-            str(path), None,
-            f"not UTF-8 text (byte {exc.start}); is it still compressed? unpack it first",
-        ) from None
 
 
 def _data_rows(lines: list[str], n_columns: int, path: Path, header_text: str
