@@ -208,8 +208,9 @@ async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
     workers only here, and a worker that stays unregistered is capacity billed but unused.
     `max_backoff_s` stays well under the entry's TTL (10 s) so one lost heartbeat never drops
     a healthy worker from routing."""
-    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
+    from libra.serving.state.redis_link import RedisUnavailableError
     from libra.serving.state.registry import RedisRegistry, WorkerInfo
 
     registry = RedisRegistry(registry_url)
@@ -220,10 +221,17 @@ async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
         failures = 0
         async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_jitter(initial=0.1, max=max_backoff_s), reraise=True):
+                wait=wait_exponential(multiplier=0.1, max=max_backoff_s) + wait_random(0, 0.1),
+                reraise=True):
             with attempt:
                 try:
                     await loop.run_in_executor(None, registry.heartbeat, info)
+                except RedisUnavailableError as exc:  # its cause is logged by the RedisLink
+                    failures += 1
+                    if failures == 1 or failures % 10 == 0:
+                        log.warning("heartbeat of %s to the registry failed (%d in a row: %s); "
+                                    "retrying with backoff", state.worker_id, failures, exc)
+                    raise
                 except Exception:  # retried with backoff: the worker must come back on its own
                     failures += 1
                     limited.failure("registry heartbeat", "heartbeat of %s to the registry "

@@ -131,7 +131,10 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     async def readyz() -> JSONResponse:
         svc: Service = app.state.service
         ready = svc.controller.ticks > 0
-        return JSONResponse({"ready": ready, "model_version": svc.model_version},
+        # degraded (Redis down) stays 200: this router still serves on its local view, and a
+        # shared dependency failing must not pull every router out of the load balancer at once
+        return JSONResponse({"ready": ready, "degraded": svc.degraded(),
+                             "model_version": svc.model_version},
                             status_code=200 if ready else 503)
 
     @app.get("/metrics")

@@ -57,6 +57,11 @@ class ServeMetrics:
                                             "Instances the policy keeps warm", registry=r)
         self.warm_errors = Counter("libra_serverless_warm_errors_total",
                                    "Keep-warm rounds that failed", registry=r)
+        self.redis_errors = Counter("libra_redis_errors_total", "Redis operations that failed "
+                                    "or timed out (not those the breaker refused)", ["op"],
+                                    registry=r)
+        self.redis_breaker = Gauge("libra_redis_breaker_state", "Redis circuit breaker: 0 "
+                                   "closed, 1 half-open, 2 open (calls refused)", registry=r)
         self.auth_failures = Counter("libra_auth_failures_total", "Requests refused for a "
                                      "missing or bad API key (401) or a non-admin key on the "
                                      "admin surface (403)", ["reason"], registry=r)

@@ -36,6 +36,7 @@ from libra.serving.provision.local import LocalProvisioner
 from libra.serving.router import Router, RouterConfig
 from libra.serving.settings import Settings, lambda_cost_usd
 from libra.serving.state.rates import MemoryRateStore, RateMonitor, RedisRateStore
+from libra.serving.state.redis_link import RedisLink
 from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerRegistry
 
 VM_MIN_BILLED_S = 60.0
@@ -84,9 +85,14 @@ class Service:
         self.model_version = str(self.manifest["model_version"])
         self.tokenizer = TextTokenizer.from_file()
         self.metrics = ServeMetrics()
-        self.monitor = RateMonitor(RedisRateStore(s.redis_url) if s.redis_url
+        # one link (timeouts, breaker, health) for every use of Redis in this process
+        self.redis = (RedisLink(s.redis_url,
+                                on_error=lambda op: self.metrics.redis_errors.labels(op).inc(),
+                                on_state=self.metrics.redis_breaker.set)
+                      if s.redis_url else None)
+        self.monitor = RateMonitor(RedisRateStore(self.redis) if self.redis
                                    else MemoryRateStore())
-        self.registry: WorkerRegistry = (RedisRegistry(s.redis_url) if s.redis_url
+        self.registry: WorkerRegistry = (RedisRegistry(self.redis) if self.redis
                                          else MemoryRegistry())
         self.provisioner = self._provisioner()
         self.serverless = self._serverless()
@@ -154,6 +160,7 @@ class Service:
             max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))
 
     async def start(self) -> None:
+        self.monitor.start()  # the thread that sends counted arrivals to Redis
         loop = asyncio.get_running_loop()
         self.cost.vm_launches += await loop.run_in_executor(
             self._control_pool, self.provisioner.start, self.settings.initial_vms)
@@ -244,7 +251,20 @@ class Service:
             "control": {"ticks": self.controller.ticks,
                         "tick_errors": self.controller.tick_errors},
             "rate_store_errors": self.monitor.store_errors,
+            "rate_store": self.monitor.health(),
+            "degraded": self.degraded(),
         }
+
+    def degraded(self) -> list[str]:
+        """What works worse than it should, one sentence each (empty: nothing). A degraded router
+        still serves: the caller decides whether that matters (`/readyz` stays 200)."""
+        out = []
+        health = self.monitor.health()
+        if health["state"] != "ok":
+            out.append(f"rate store: redis unavailable since {health['since']} "
+                       f"({health['last_error']}); the controller reads this router's own "
+                       f"arrivals")
+        return out
 
     async def stop(self) -> None:
         if self._warming is not None:
@@ -255,6 +275,7 @@ class Service:
                 await self._control
         await asyncio.get_running_loop().run_in_executor(self._control_pool,
                                                          self.provisioner.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
         await self.serverless.aclose()
         await self.vm.aclose()
         self._control_pool.shutdown(wait=False)

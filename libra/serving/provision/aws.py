@@ -22,6 +22,7 @@ from typing import Any
 
 from libra.core.lifecycle import VMState
 from libra.serving.logs import RateLimitedLog
+from libra.serving.state.redis_link import RedisUnavailableError
 from libra.serving.state.registry import WorkerInfo, WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,10 @@ class AutoScalingProvisioner:
                       if i["LifecycleState"] == "InService"}
         try:
             registered = self.registry.alive()
-        except Exception:  # Redis down: the last known workers still in service (module docs)
+        except RedisUnavailableError:  # logged by the link: keep the known workers in service
+            registered = self._ready
+            self.registry_errors += 1
+        except Exception:  # a bad entry, a bug: the same fallback, with its traceback
             registered = self._ready
             self.registry_errors += 1
             self._log.failure("registry read", "worker registry unreadable; routing keeps the "

@@ -26,6 +26,7 @@ from pathlib import Path
 from libra.core.lifecycle import VMState
 from libra.serving.logs import RateLimitedLog
 from libra.serving.provision.worker_process import WorkerProcess
+from libra.serving.state.redis_link import RedisUnavailableError
 from libra.serving.state.registry import MemoryRegistry, WorkerInfo, WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,9 @@ class LocalProvisioner:
     def _register(self, info: WorkerInfo) -> None:
         try:
             self.registry.heartbeat(info)
-        except Exception:  # Redis down: routing here uses our own list; re-registered later
+        except RedisUnavailableError:  # logged by the link; re-registered when Redis is back
+            self.registry_errors += 1
+        except Exception:  # routing here uses our own list: the registry is for other routers
             self.registry_errors += 1
             self._log.failure("registry heartbeat", "worker registry heartbeat for %s failed; "
                               "the controller goes on", info.worker_id, level=logging.WARNING)
@@ -112,6 +115,8 @@ class LocalProvisioner:
     def _unregister(self, info: WorkerInfo) -> None:
         try:
             self.registry.remove(info.worker_id)
+        except RedisUnavailableError:  # logged by the link; the entry's TTL ends it
+            self.registry_errors += 1
         except Exception:  # the entry's TTL ends it
             self.registry_errors += 1
             self._log.failure("registry remove", "removing %s from the worker registry "

@@ -12,7 +12,8 @@ Why each part:
 - Health: degraded from the first failure until the next success, whatever the operation, so
   `/status` and `/readyz` can say since when and why; each failure is logged with its traceback,
   at most once per `log_interval_s` per operation (`RateLimitedLog`), and the transitions to
-  degraded and back are logged once each.
+  degraded and back are logged once each. This is the one place that logs Redis's own errors:
+  a caller that swallows `RedisUnavailableError` counts it and need not log the cause again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from libra.serving.logs import RateLimitedLog
@@ -50,7 +51,7 @@ class RedisUnavailableError(Exception):
 
 
 def _iso(wall_s: float) -> str:
-    return datetime.fromtimestamp(wall_s, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(wall_s, UTC).isoformat(timespec="seconds")
 
 
 class RedisLink:
@@ -129,8 +130,8 @@ class RedisLink:
         if self.on_error is not None:
             self.on_error(op)
         if entering:
-            log.warning("redis %s degraded: %s failed (%s: %s); serving on the local view",
-                        self.url, op, type(exc).__name__, exc)
+            log.warning("redis %s degraded: %s failed (%s: %s); its users fall back until it "
+                        "answers again", self.url, op, type(exc).__name__, exc)
         self._log.failure(f"redis {op}", "redis %s failed", op, level=logging.WARNING)
 
     def _succeeded(self) -> None:
