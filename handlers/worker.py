@@ -10,7 +10,13 @@ exits. With `--redis-url` it registers itself and heartbeats so routers on other
 it; locally the provisioner that started it tracks it.
 
 Endpoints: `POST /infer` (a `libra.runtime.payload` body; typed JSON errors `code`, `message`,
-`request_id`), `GET /healthz`, `GET /readyz`, `GET /stats`.
+`request_id`), `GET /healthz`, `GET /readyz`, `GET /stats`, `GET /metrics` (Prometheus).
+
+Deadlines travel with the request: the router sends what is left of it in `X-Libra-Deadline-Ms`;
+the worker counts it from receipt, answers an expired request at once with 504
+`deadline_exceeded` without running the model, and gives the batcher the rest as the request's
+timeout (504 `queue_timeout` if no batch took it in time). Without the header the worker's own
+`default_timeout_s` applies.
 """
 
 from __future__ import annotations
@@ -33,13 +39,15 @@ from typing import Any
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from libra.runtime.batching import BatchError, BatchTimeoutError, DynamicBatcher
+from handlers.worker_metrics import WorkerMetrics
+from libra.runtime.batching import BatchError, BatchStats, BatchTimeoutError, DynamicBatcher
 from libra.runtime.inputs.audio import AudioInput
 from libra.runtime.inputs.video import VideoInput
 from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
+from libra.serving.backends.vm import DEADLINE_HEADER
 from libra.serving.children import WORKER_READY_LINE, die_with_parent
 from libra.serving.logs import RateLimitedLog
 
@@ -88,7 +96,8 @@ class WorkerState:
 def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32",
                threads: int | None = None, max_batch_size: int = 32,
                max_batch_delay_s: float = 0.005, worker_id: str | None = None,
-               registry_url: str | None = None, advertise_url: str | None = None) -> FastAPI:
+               registry_url: str | None = None, advertise_url: str | None = None,
+               default_timeout_s: float = 30.0) -> FastAPI:
     """The worker app; the model loads and warms up in the lifespan, before `/readyz` is 200."""
     want_cuda = device == "cuda" or (device == "auto" and cuda_available())
     path = resolve_model(model, "cuda" if want_cuda else "cpu", cpu_precision)
@@ -123,37 +132,27 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
 
     app = FastAPI(title="Libra worker", lifespan=lifespan)
 
+    def batcher_stats() -> tuple[BatchStats, int]:
+        state: WorkerState | None = getattr(app.state, "worker", None)
+        if state is None:
+            return BatchStats(0, 0, 0, 0), 0
+        return state.batcher.stats, state.batcher.in_flight
+
+    metrics = WorkerMetrics(batcher_stats)
+
     @app.post("/infer")
     async def infer(request: Request) -> JSONResponse:
-        state: WorkerState = app.state.worker
         received = time.perf_counter()
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "bad_json", "the body is not JSON", None)
-        request_id = body.get("request_id") if isinstance(body, dict) else None
-        if state.draining:
-            return error(503, "draining", f"{state.worker_id} is draining", request_id)
-        if not state.ready:
-            return error(503, "not_ready", f"{state.worker_id} is still loading", request_id)
-        try:
-            row = decode_input(body.get("inputs") if isinstance(body, dict) else None)
-        except PayloadError as exc:
-            return error(400, "bad_payload", str(exc), request_id)
-        timeout_s = float(body.get("timeout_s", 30.0))
-        try:
-            probs = await state.batcher.submit(row, timeout_s=timeout_s)
-        except BatchTimeoutError as exc:
-            return error(504, "queue_timeout", str(exc), request_id)
-        except BatchError as exc:
-            return error(500, "model_error", str(exc), request_id)
-        info = state.recognizer.info
-        return JSONResponse({
-            "request_id": request_id, "probabilities": [float(p) for p in probs],
-            "model_version": info.version, "precision": info.precision,
-            "device": state.recognizer.device, "worker_id": state.worker_id,
-            "worker_ms": 1000 * (time.perf_counter() - received),
-        })
+        response, code = await serve_infer(app.state.worker, request, received, metrics,
+                                           default_timeout_s)
+        metrics.requests.labels(str(response.status_code), code).inc()
+        if response.status_code == 200:
+            metrics.latency.observe(time.perf_counter() - received)
+        return response
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -176,6 +175,59 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
                 "errors": s.errors, "in_flight": state.batcher.in_flight, **describe(state)}
 
     return app
+
+
+model_failures = RateLimitedLog(log, interval_s=10.0)
+
+
+async def serve_infer(state: WorkerState, request: Request, received: float,
+                      metrics: WorkerMetrics, default_timeout_s: float
+                      ) -> tuple[JSONResponse, str]:
+    """One `/infer` request inside its deadline; the answer and its code (ok for 200)."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return error(400, "bad_json", "the body is not JSON", None), "bad_json"
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+
+    def fail(status: int, code: str, message: str) -> tuple[JSONResponse, str]:
+        return error(status, code, message, request_id), code
+
+    if state.draining:
+        return fail(503, "draining", f"{state.worker_id} is draining")
+    if not state.ready:
+        return fail(503, "not_ready", f"{state.worker_id} is still loading")
+    header = request.headers.get(DEADLINE_HEADER)
+    try:
+        timeout_s = (float(header) / 1000 if header is not None
+                     else float(body.get("timeout_s", default_timeout_s)))
+    except (TypeError, ValueError):
+        return fail(400, "bad_deadline", f"{DEADLINE_HEADER} must be a number of "
+                    f"milliseconds, not {header!r}")
+    left_s = timeout_s - (time.perf_counter() - received)
+    if left_s <= 0:  # the router gave up on it already: running the model helps nobody
+        metrics.expired.labels("arrival").inc()
+        return fail(504, "deadline_exceeded", f"the request's deadline passed "
+                    f"{-1000 * left_s:.0f} ms before it could start")
+    try:
+        row = decode_input(body.get("inputs") if isinstance(body, dict) else None)
+    except PayloadError as exc:
+        return fail(400, "bad_payload", str(exc))
+    try:
+        probs = await state.batcher.submit(row, timeout_s=left_s)
+    except BatchTimeoutError as exc:
+        metrics.expired.labels("queue").inc()
+        return fail(504, "queue_timeout", str(exc))
+    except BatchError as exc:
+        model_failures.failure("model call", "the model failed request %s", request_id)
+        return fail(500, "model_error", str(exc))
+    info = state.recognizer.info
+    return JSONResponse({
+        "request_id": request_id, "probabilities": [float(p) for p in probs],
+        "model_version": info.version, "precision": info.precision,
+        "device": state.recognizer.device, "worker_id": state.worker_id,
+        "worker_ms": 1000 * (time.perf_counter() - received),
+    }), "ok"
 
 
 def describe(state: WorkerState) -> dict[str, Any]:
