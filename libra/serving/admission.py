@@ -81,17 +81,19 @@ class ServiceEstimate:
     Each completion adds the time the backend was busy since the previous completion (or since
     the request was sent, if later) to a decayed sum, and one to a decayed count; their ratio is
     the time per request when the backend has work (Little's law). A worker that batches 16
-    requests in 100 ms shows 6 ms per request at load and its single-request latency when idle,
-    so `finish_s(ahead)` = (ahead + 1) x that is right in both regimes. The prior counts as one
-    completion and fades after a few dozen."""
+    requests in 160 ms shows 10 ms per request at load and its single-request latency when idle,
+    so `finish_s(ahead)` = (ahead + 1) x that is right in both regimes. History decays with busy
+    time (`memory_s`), not per completion, so the 16 answers of one batch weigh alike. The prior
+    counts as one completion and fades as real ones come in."""
 
-    def __init__(self, prior_s: float, weight: float = 1 / 32) -> None:
-        if not 0 < weight <= 1:
-            raise ValueError(f"weight ({weight}) must be in (0, 1]")
-        self.weight = weight
+    def __init__(self, prior_s: float, memory_s: float = 2.0) -> None:
+        if memory_s <= 0:
+            raise ValueError(f"memory_s ({memory_s}) must be positive")
+        self.prior_s = prior_s
+        self.memory_s = memory_s
         self._done = 1.0
         self._busy_s = prior_s
-        self._last_done_s = -math.inf
+        self.last_done_s = -math.inf
         self.samples = 0
 
     @property
@@ -100,11 +102,11 @@ class ServiceEstimate:
 
     def on_done(self, sent_s: float, done_s: float) -> None:
         """One request sent at `sent_s` came back at `done_s` (answer or timeout)."""
-        busy_s = max(0.0, done_s - max(sent_s, self._last_done_s))
-        keep = 1 - self.weight
+        busy_s = max(0.0, done_s - max(sent_s, self.last_done_s))
+        keep = math.exp(-busy_s / self.memory_s)
         self._done = keep * self._done + 1
         self._busy_s = keep * self._busy_s + busy_s
-        self._last_done_s = max(self._last_done_s, done_s)
+        self.last_done_s = max(self.last_done_s, done_s)
         self.samples += 1
 
     def wait_s(self, ahead: int) -> float:

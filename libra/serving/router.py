@@ -54,6 +54,8 @@ class RouterConfig:
     """Hard deadline after arrival (None: twice `sla_s`)."""
     serverless_service_s: float = 0.1
     """Prior of a serverless call's latency, until calls are measured."""
+    forget_s: float = 10.0
+    """A worker's measured time older than this, with nothing in flight, reverts to the prior."""
 
     @property
     def sla_budget_s(self) -> float:
@@ -108,10 +110,21 @@ class Router:
     # --- estimates -------------------------------------------------------------------------
 
     def estimate(self, worker: WorkerInfo) -> ServiceEstimate:
-        est = self.service.get(worker.worker_id)
-        if est is None:
-            est = self.service[worker.worker_id] = ServiceEstimate(self.config.vm_service_s)
+        """The worker's measured time per request. Evidence older than `forget_s` with nothing
+        in flight is dropped for the prior: a worker judged too slow to get requests would
+        otherwise never be measured again (it gets one as a probe)."""
+        wid = worker.worker_id
+        est = self.service.get(wid)
+        if est is None or (not self.in_flight.get(wid) and est.samples
+                           and self.clock() - est.last_done_s > self.config.forget_s):
+            est = self.service[wid] = ServiceEstimate(self.config.vm_service_s)
         return est
+
+    def forget(self, alive: set[str]) -> None:
+        """Drop the estimates of workers no longer in `alive` (the fleet changes over days)."""
+        for wid in [w for w in self.service if w not in alive and not self.in_flight.get(w)]:
+            del self.service[wid]
+            self.in_flight.pop(wid, None)
 
     def _wait_s(self, worker: WorkerInfo) -> float:
         return self.estimate(worker).wait_s(self.in_flight.get(worker.worker_id, 0))

@@ -207,6 +207,7 @@ class Service:
         self.cost.vm_launches += launched
         billed = counts[VMState.BOOTING] + counts[VMState.READY] + counts[VMState.DRAINING]
         self.cost.on_tick(time.monotonic(), billed)
+        self.router.forget({w.worker_id for w in self.provisioner.ready_workers()})
         m = self.metrics
         m.vms_running.set(counts[VMState.READY])
         m.vms_booting.set(counts[VMState.BOOTING])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,16 @@ from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
 from libra.serving.backends.serverless import ServerlessError
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class FakeClock:
+    """The pool's keep-alive clock, moved by the test: no test here waits on wall time."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def event(i: int = 0, text: str = "Oh my God, that's amazing!") -> dict:
@@ -63,20 +74,25 @@ def test_concurrency_is_capped_and_every_call_is_answered(int8_model: Path) -> N
 
 
 def test_idle_instances_are_reaped_after_the_keep_alive(int8_model: Path) -> None:
-    async def scenario() -> tuple[int, int, bool]:
-        pool = LocalServerlessPool(PoolConfig(int8_model, keep_alive_s=0.2, reap_every_s=0.05))
+    clock = FakeClock()
+
+    async def scenario() -> tuple[int, int, int, bool]:
+        pool = LocalServerlessPool(PoolConfig(int8_model, keep_alive_s=0.2), clock=clock)
         try:
             await pool.invoke(event())
             warm_before = pool.warm_instances
-            await asyncio.sleep(0.6)
+            clock.now += 0.15  # inside the keep-alive: kept
+            kept = await pool.reap()
+            clock.now += 0.1  # 0.25 s idle: past it
+            reaped = await pool.reap()
             again = await pool.invoke(event())
-            return warm_before, pool.reaped, again.cold_start
+            return warm_before, kept, reaped, again.cold_start
         finally:
             await pool.aclose()
 
-    warm_before, reaped, cold_again = asyncio.run(scenario())
+    warm_before, kept, reaped, cold_again = asyncio.run(scenario())
     assert warm_before == 1
-    assert reaped == 1
+    assert (kept, reaped) == (0, 1)
     assert cold_again is True
 
 
@@ -127,15 +143,18 @@ def test_a_missing_model_is_an_init_error(tmp_path: Path) -> None:
 
 
 def test_keep_warm_starts_ahead_and_pings_so_bursts_meet_no_cold_start(int8_model: Path) -> None:
+    clock = FakeClock()
+
     async def scenario() -> dict:
-        pool = LocalServerlessPool(PoolConfig(int8_model, max_concurrency=3, keep_alive_s=1.0,
-                                              reap_every_s=0.05))
+        pool = LocalServerlessPool(PoolConfig(int8_model, max_concurrency=3, keep_alive_s=1.0),
+                                   clock=clock)
         try:
             started = await pool.keep_warm(2)
             alive_after_start = pool.instances_alive
-            for _ in range(10):  # 2.5 s idle: more than twice the keep-alive
+            for _ in range(10):  # 2.5 s idle on the pool's clock: more than twice the keep-alive
+                clock.now += 0.25
                 await pool.keep_warm(2)
-                await asyncio.sleep(0.25)
+                await pool.reap()
             burst = await asyncio.gather(*(pool.invoke(event(i)) for i in range(2)))
             capped = await pool.keep_warm(10)
             return {"started": started, "alive_after_start": alive_after_start,
@@ -150,8 +169,29 @@ def test_keep_warm_starts_ahead_and_pings_so_bursts_meet_no_cold_start(int8_mode
     assert len(out["started"]) == 2
     assert all(s > 0 for s in out["started"])  # a warm start bills its INIT
     assert out["reaped"] == 0  # pinged before the keep-alive ran out
-    assert out["pings"] >= 4
+    assert out["pings"] == 6  # each member pinged whenever its idle time passed half the
+    # keep-alive: at 0.75, 1.5 and 2.25 s
     assert out["burst_cold"] == [False, False]
     assert out["cold_starts"] == 0  # no request waited for a cold start
     assert len(out["capped"]) == 1  # keep_warm(10) is capped by max_concurrency (3)
     assert out["warm_starts"] == 3
+
+
+def test_without_pings_the_keep_alive_reaps_the_warm_set(int8_model: Path) -> None:
+    """The counterpart of the test above: the same idle time with no keep-warm reaps both, so
+    the pings are what kept them (on the pool's own clock, whatever the machine's load)."""
+    clock = FakeClock()
+
+    async def scenario() -> tuple[int, int]:
+        pool = LocalServerlessPool(PoolConfig(int8_model, max_concurrency=3, keep_alive_s=1.0),
+                                   clock=clock)
+        try:
+            await pool.keep_warm(2)
+            for _ in range(10):
+                clock.now += 0.25
+                await pool.reap()
+            return pool.reaped, pool.instances_alive
+        finally:
+            await pool.aclose()
+
+    assert asyncio.run(scenario()) == (2, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
+import time
 
 import pytest
 
@@ -98,3 +100,66 @@ def test_keep_warm_sends_concurrent_pings_and_repeats_only_when_due(client) -> N
     assert again == []
     assert d.instances_alive == 3
     assert d.cold_starts == 0  # warm-up cold starts are not requests' cold starts
+
+
+def test_invocations_run_as_many_at_once_as_the_configured_concurrency(client) -> None:  # type: ignore[no-untyped-def]
+    """60 invocations of 100 ms each (the real boto3 client, answered by the Stubber after a
+    100 ms hold in botocore's own event hooks): at least 30 in flight at once. asyncio's default
+    executor held them to about 6 (1.01 s for 60)."""
+    answer = {"request_id": "r1", "probabilities": [1 / 7] * 7}
+    lock = threading.Lock()
+    flight = {"now": 0, "max": 0}
+
+    def hold(**_: object) -> None:
+        with lock:
+            flight["now"] += 1
+            flight["max"] = max(flight["max"], flight["now"])
+        time.sleep(0.1)
+
+    def done(**_: object) -> None:
+        with lock:
+            flight["now"] -= 1
+
+    client.meta.events.register("before-parameter-build.lambda.Invoke", hold)
+    client.meta.events.register("after-call.lambda.Invoke", done)
+    with Stubber(client) as stub:
+        for _ in range(60):
+            stub.add_response("invoke", {"StatusCode": 200, "Payload": body(answer)})
+        d = driver(client, max_concurrency=64)
+
+        async def burst() -> list:
+            try:
+                return list(await asyncio.gather(*(d.invoke(EVENT) for _ in range(60))))
+            finally:
+                await d.aclose()
+
+        results = asyncio.run(burst())
+        stub.assert_no_pending_responses()
+    assert len(results) == 60
+    assert all(r.body == answer for r in results)
+    assert flight["max"] >= 30
+    assert d.capacity == 64
+
+
+def test_a_runtime_that_died_under_the_request_is_a_crash_the_router_retries(client) -> None:  # type: ignore[no-untyped-def]
+    died = {"errorType": "Runtime.ExitError",
+            "errorMessage": "RequestId: 1 Error: Runtime exited with error: signal: killed"}
+    with Stubber(client) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
+                                     "Payload": body(died)}, EXPECTED)
+        with pytest.raises(ServerlessError) as info:
+            driver(client).invoke_sync(EVENT)
+    assert info.value.code == "crashed"
+
+
+def test_throttles_are_counted_and_retried_only_while_the_deadline_lasts(client) -> None:  # type: ignore[no-untyped-def]
+    counted: list[int] = []
+    with Stubber(client) as stub:
+        for _ in range(5):
+            stub.add_client_error("invoke", "TooManyRequestsException", "Rate exceeded", 429)
+        d = AwsLambdaDriver("libra-infer", client=client, backoff_base_s=0.2, backoff_max_s=0.2,
+                            max_attempts=5, on_throttle=lambda: counted.append(1))
+        with pytest.raises(ServerlessError, match="throttled"):
+            d.invoke_sync(EVENT, timeout_s=0.0)  # no time left: the first throttle is final
+    assert len(counted) == 1
+    assert d.throttles == 1
