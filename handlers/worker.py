@@ -49,7 +49,7 @@ from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
 from libra.serving.backends.vm import DEADLINE_HEADER
 from libra.serving.children import WORKER_READY_LINE, die_with_parent
-from libra.serving.logs import RateLimitedLog
+from libra.serving.logs import RateLimitedLog, redact_url, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default=os.environ.get("LIBRA_REDIS_URL"),
                         help="register and heartbeat here [$LIBRA_REDIS_URL]")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
+    parser.add_argument("--log-level", type=str.lower, default=os.environ.get(
+        "LIBRA_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error", "critical"],
+        help="[$LIBRA_LOG_LEVEL; info]")
+    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get(
+        "LIBRA_LOG_FORMAT", "text"), help="stderr as text or JSON lines [$LIBRA_LOG_FORMAT]")
     args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
     die_with_parent()  # a killed server must not leave a worker holding its port
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -347,8 +353,15 @@ def main(argv: list[str] | None = None) -> None:
                          advertise_url=f"http://{args.host}:{port}")
     except FileNotFoundError as exc:
         sys.exit(f"libra-worker: {exc}")
+    log.info("libra-worker %s on http://%s:%d: model %s, device %s, cpu precision %s, threads "
+             "%s, batches of up to %d within %g ms, registry %s, drain %g s; log %s/%s",
+             worker_id, args.host, port, args.model, args.device, args.cpu_precision,
+             args.threads or "auto", args.max_batch_size, args.max_batch_delay_ms,
+             redact_url(args.redis_url) if args.redis_url else "none", args.drain_timeout_s,
+             args.log_level, args.log_format)
+    # log_config=None: uvicorn's warnings go through our handler, in our format
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=int(
-        args.drain_timeout_s), access_log=False)
+        args.drain_timeout_s), access_log=False, log_config=None)
     server = DrainingServer(config, app)
 
     async def run() -> None:

@@ -16,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 LogFormat = Literal["text", "json"]
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 # LogRecord attributes that are not user-supplied `extra` fields
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# ... and uvicorn's ANSI-coloured copy of its message
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +39,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def redact_url(url: str) -> str:
+    """`url` without user and password, for a start line (a Redis URL may carry its AUTH)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def setup_logging(level: str | int = "INFO", fmt: LogFormat = "text") -> None:

@@ -1,8 +1,8 @@
 """API keys, per-key token buckets and the gate in front of the app.
 
-The keys and the buckets are tested as data (the bucket on a fake clock, never sleeping); the
-gate through the real `create_app` with FastAPI's TestClient and a stand-in for the running
-platform, which the gate never touches beyond its metrics."""
+The keys and the buckets are tested as data (the bucket on a fake clock, never sleeping); the gate
+with FastAPI's TestClient, as `install_auth` puts it in front of an app with the API's paths (the
+gate reads nothing of the routes behind it), and in front of the real `create_app`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from libra.serving.api import create_app
+from libra.serving.auth import AuthGate, install_auth
 from libra.serving.keys import MIN_KEY_CHARS, KeyConfigError, Keyring, hash_key, new_key, parse_keys
 from libra.serving.metrics import ServeMetrics
 from libra.serving.ratelimit import KeyedLimiter, TokenBucket, retry_after_s
@@ -156,36 +158,59 @@ def test_bucket_limits_are_checked() -> None:
         TokenBucket(0.0, 1)
 
 
-# ---- the gate, through the real app -----------------------------------------------------------
+# ---- the gate -------------------------------------------------------------------------------
 
 USER, ADMIN, SLOW = new_key(), new_key(), new_key()
 KEYS = (f"user {hash_key(USER)}\nops {hash_key(ADMIN)} admin\n"
-        f"slow {hash_key(SLOW)} rate_rps=0.001 burst=2")
+        f"slow {hash_key(SLOW)} rate_rps=0.5 burst=2")
 
 
-def stand_in(settings: Settings) -> SimpleNamespace:
-    """What the routes the gate lets through read of the running platform."""
+def api_like_app(settings: Settings, clock: Clock) -> FastAPI:
+    """The API's paths, each answering who got through, behind the gate `install_auth` adds."""
+    app = FastAPI()
+    app.state.service = SimpleNamespace(metrics=ServeMetrics())
 
-    async def nothing() -> None:
-        return None
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, str | None]:
+        return {"key": getattr(request.state, "api_key", None)}
 
-    return SimpleNamespace(settings=settings, metrics=ServeMetrics(), start=nothing,
-                           stop=nothing, controller=SimpleNamespace(ticks=1), model_version="t",
-                           trained_modalities=("audio", "video", "text"),
-                           status=lambda: {"workers": ["http://10.0.0.7:8101"]})
+    @app.get("/status")
+    async def status() -> dict[str, list[str]]:
+        return {"workers": ["http://10.0.0.7:8101"]}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(app.state.service.metrics.render(), media_type="text/plain")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, bool]:
+        return {"ready": True}
+
+    install_auth(app, settings, clock=clock)
+    return app
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    settings = Settings(api_keys=KEYS)
-    svc = stand_in(settings)
-    with TestClient(create_app(svc, settings=settings)) as c:  # type: ignore[arg-type]
-        c.svc = svc  # type: ignore[attr-defined]
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(clock: Clock) -> Iterator[TestClient]:
+    with TestClient(api_like_app(Settings(api_keys=KEYS), clock)) as c:
         yield c
 
 
 def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+def metrics_of(client: TestClient) -> str:
+    return client.get("/metrics", headers=bearer(ADMIN)).text
 
 
 @pytest.mark.parametrize("headers", [{}, {"authorization": "Basic dXNlcjpwdw=="},
@@ -207,14 +232,14 @@ def test_a_wrong_key_is_401_invalid_token_and_counted(client: TestClient) -> Non
     assert r.json()["request_id"]
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
     client.post("/predict", json={}, headers={})
-    metrics = client.svc.metrics.render().decode()  # type: ignore[attr-defined]
+    metrics = metrics_of(client)
     assert 'libra_auth_failures_total{reason="bad_key"} 1.0' in metrics
     assert 'libra_auth_failures_total{reason="missing_key"} 1.0' in metrics
 
 
-def test_a_good_key_reaches_predict(client: TestClient) -> None:
+def test_a_good_key_gets_through_and_the_route_knows_whose_it_is(client: TestClient) -> None:
     r = client.post("/predict", json={}, headers=bearer(USER))
-    assert (r.status_code, r.json()["code"]) == (422, "no_modality")  # past the gate
+    assert (r.status_code, r.json()) == (200, {"key": "user"})
 
 
 def test_health_and_readiness_stay_open(client: TestClient) -> None:
@@ -238,22 +263,33 @@ def test_an_unknown_path_is_closed_too(client: TestClient) -> None:
     assert client.get("/v2/health/live", headers=bearer(USER)).status_code == 404
 
 
-def test_a_key_over_its_rate_gets_429_with_retry_after(client: TestClient,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_over_its_rate_gets_429_with_retry_after_until_its_bucket_refills(
+        client: TestClient, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="libra.serving.auth"):
-        assert [client.post("/predict", json={}, headers=bearer(SLOW)).status_code
-                for _ in range(2)] == [422, 422]  # its burst of 2
-        refused = [client.post("/predict", json={}, headers=bearer(SLOW)) for _ in range(3)]
-    assert [r.status_code for r in refused] == [429] * 3
-    assert refused[0].json()["code"] == "rate_limited"
-    assert 900 <= int(refused[0].headers["retry-after"]) <= 1000  # 1 token per 1,000 s
-    assert client.post("/predict", json={}, headers=bearer(USER)).status_code == 422
-    metrics = client.get("/metrics", headers=bearer(ADMIN)).text
-    assert 'libra_rate_limited_total{key="slow"} 3.0' in metrics
+        assert [client.post("/predict", headers=bearer(SLOW)).status_code
+                for _ in range(2)] == [200, 200]  # its burst of 2
+        refused = [client.post("/predict", headers=bearer(SLOW)) for _ in range(3)]
+        assert [r.status_code for r in refused] == [429] * 3
+        assert refused[0].json()["code"] == "rate_limited"
+        assert refused[0].headers["retry-after"] == "2"  # one token per 2 s at 0.5/s
+        clock.now_s += 1.5
+        assert client.post("/predict", headers=bearer(SLOW)).headers["retry-after"] == "1"
+        clock.now_s += 0.5
+        assert client.post("/predict", headers=bearer(SLOW)).status_code == 200
+    assert client.post("/predict", headers=bearer(USER)).status_code == 200  # its own bucket
+    assert 'libra_rate_limited_total{key="slow"} 4.0' in metrics_of(client)
     lines = [r.getMessage() for r in caplog.records if r.name == "libra.serving.auth"]
-    assert len(lines) == 1
+    assert len(lines) == 1  # logged once, not once per refusal
     assert "'slow'" in lines[0]
     assert SLOW not in caplog.text
+
+
+def test_a_key_can_carry_its_own_limits() -> None:
+    fast = new_key()
+    settings = Settings(api_keys=f"fast {hash_key(fast)} burst=50", rate_limit_burst=2)
+    with TestClient(api_like_app(settings, Clock())) as c:
+        assert {c.post("/predict", headers=bearer(fast)).status_code for _ in range(50)} == {200}
+        assert c.post("/predict", headers=bearer(fast)).status_code == 429
 
 
 def test_the_admin_surface_is_not_rate_limited(client: TestClient) -> None:
@@ -261,16 +297,43 @@ def test_the_admin_surface_is_not_rate_limited(client: TestClient) -> None:
         assert client.get("/metrics", headers=bearer(ADMIN)).status_code == 200
 
 
-def test_without_keys_nothing_is_in_the_way() -> None:
+def test_without_keys_no_gate_is_installed() -> None:
+    settings = Settings()
+    app = api_like_app(settings, Clock())
+    assert all(m.cls is not AuthGate for m in app.user_middleware)
+    with TestClient(app) as c:
+        assert c.get("/status").status_code == 200
+        assert c.post("/predict").json() == {"key": None}
+
+
+# ---- the real app ------------------------------------------------------------------------------
+
+def stand_in(settings: Settings) -> SimpleNamespace:
+    """The running platform, as far as starting and stopping the real app needs it."""
+
+    async def nothing() -> None:
+        return None
+
+    return SimpleNamespace(settings=settings, metrics=ServeMetrics(), start=nothing,
+                           stop=nothing)
+
+
+def test_the_real_app_is_gated_when_keys_are_configured() -> None:
+    settings = Settings(api_keys=KEYS)
+    with TestClient(create_app(stand_in(settings), settings=settings)) as c:  # type: ignore[arg-type]
+        assert c.post("/predict", json={"text": "hi"}).status_code == 401
+        assert c.get("/openapi.json", headers=bearer(USER)).status_code == 403
+        assert c.get("/openapi.json", headers=bearer(ADMIN)).json()["paths"]["/predict"]
+        assert c.get("/healthz").status_code == 200
+
+
+def test_the_real_app_is_open_without_keys() -> None:
     settings = Settings()
     with TestClient(create_app(stand_in(settings), settings=settings)) as c:  # type: ignore[arg-type]
-        assert c.get("/status").status_code == 200
         assert c.get("/openapi.json").status_code == 200
-        assert c.post("/predict", json={}).status_code == 422
 
 
 def test_a_bad_key_entry_stops_the_app_from_being_built() -> None:
     settings = Settings(api_keys="alice sha256:nothex")
     with pytest.raises(KeyConfigError, match="LIBRA_API_KEYS:1"):
         create_app(stand_in(settings), settings=settings)  # type: ignore[arg-type]
-
