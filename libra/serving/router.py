@@ -54,6 +54,8 @@ class RouterConfig:
     """Hard deadline after arrival (None: twice `sla_s`)."""
     serverless_service_s: float = 0.1
     """Prior of a serverless call's latency, until calls are measured."""
+    serverless_cold_start_s: float = 0.75
+    """Prior of what a cold start adds to a call, until cold calls are measured."""
     forget_s: float = 10.0
     """A worker's measured time older than this, with nothing in flight, reverts to the prior."""
 
@@ -102,10 +104,12 @@ class Router:
         "vm": 0, "serverless": 0, "retried": 0, "dropped": 0, "shed": 0})
     _quota_second: int = -1
     _quota_left: float = 0.0
-    _serverless_s: Ewma | None = None
+    _serverless_s: Ewma = field(init=False)
+    _cold_start_s: Ewma = field(init=False)
 
     def __post_init__(self) -> None:
         self._serverless_s = Ewma(self.config.serverless_service_s)
+        self._cold_start_s = Ewma(self.config.serverless_cold_start_s)
 
     # --- estimates -------------------------------------------------------------------------
 
@@ -134,17 +138,28 @@ class Router:
 
     @property
     def serverless_call_s(self) -> float:
-        assert self._serverless_s is not None
         return self._serverless_s.value
 
+    @property
+    def serverless_cold_start_s(self) -> float:
+        return self._cold_start_s.value
+
     def serverless_finish_s(self) -> float:
-        """When serverless would answer a new request: at once below its concurrency cap, else
-        after the calls queued ahead of it, `cap` at a time."""
+        """When serverless would answer a new request (measured warm call and cold start).
+
+        Below the concurrency cap it gets an instance at once: a warm one if one is idle, else
+        a new one and its cold start. At the cap it waits for the calls queued ahead of it, `cap`
+        at a time, and for the cold starts still under way (instances alive below the cap)."""
         cap = self.serverless.capacity
-        ahead = self.serverless.in_flight + 1 - cap
-        if cap <= 0 or ahead <= 0:
+        busy = self.serverless.in_flight
+        if cap <= 0:
             return self.serverless_call_s
-        return (math.ceil(ahead / cap) + 1) * self.serverless_call_s
+        warming = self.serverless.instances_alive < min(cap, busy + 1)
+        cold_s = self.serverless_cold_start_s if warming else 0.0
+        ahead = busy + 1 - cap
+        if ahead <= 0:
+            return cold_s + self.serverless_call_s
+        return cold_s + (math.ceil(ahead / cap) + 1) * self.serverless_call_s
 
     def _take_quota(self) -> bool:
         rps = self.decision.vm_quota_rps
@@ -277,8 +292,9 @@ class Router:
                                      "instance busy for the request's whole budget)",
                                      self.serverless_call_s) from None
                 raise
-            if not result.cold_start and not queued:
-                assert self._serverless_s is not None
+            if result.cold_start:
+                self._cold_start_s.observe(max(0.0, result.latency_s - self.serverless_call_s))
+            elif not queued:
                 self._serverless_s.observe(result.latency_s)
             self.counts["serverless"] += 1
             return Routed(result.body, "serverless", result.cold_start, retried=retried)

@@ -100,7 +100,8 @@ class Service:
         router_config = RouterConfig(sla_s=s.sla_s, sla_margin_s=s.sla_margin_s,
                                      vm_service_s=s.vm_service_s,
                                      request_timeout_s=s.request_timeout_s,
-                                     serverless_service_s=s.serverless_duration_s)
+                                     serverless_service_s=s.serverless_duration_s,
+                                     serverless_cold_start_s=s.serverless_cold_start_s)
         self.router = Router(self.provisioner.ready_workers, self.vm, self.serverless,
                              router_config, metrics=self.metrics)
         self.decode_pool = DecodePool(s.decode_threads)
@@ -247,7 +248,8 @@ class Service:
                           "decode_job_s": self.decode_pool.job_s.value,
                           "worker_s_per_request": {
                               wid: est.per_request_s for wid, est in self.router.service.items()},
-                          "serverless_call_s": self.router.serverless_call_s},
+                          "serverless_call_s": self.router.serverless_call_s,
+                          "serverless_cold_start_s": self.router.serverless_cold_start_s},
             "cost_usd": {"vm": self.cost.vm_usd, "serverless": self.cost.serverless_usd},
             "control": {"ticks": self.controller.ticks,
                         "tick_errors": self.controller.tick_errors},

@@ -331,3 +331,18 @@ def test_estimates_of_workers_that_left_are_dropped() -> None:
     r.in_flight["w2"] = 0
     r.forget({"w1"})
     assert set(r.service) == {"w1"}
+
+
+@pytest.mark.parametrize(("alive", "served"), [(0, False), (2, True)])
+def test_requests_queued_behind_cold_starts_are_refused_and_behind_warm_calls_served(
+        alive: int, served: bool) -> None:
+    # two calls in flight at a cap of two; a third waits for one of them: 0.2 s behind warm
+    # instances, 0.75 s more while both are still cold-starting (the first burst)
+    serverless = FakeServerless(capacity=2, busy=2, instances_alive=alive)
+    r = router(serverless=serverless, vm_service_s=0.1, serverless_cold_start_s=0.75)
+    r.in_flight["w1"] = 30
+    if served:
+        assert asyncio.run(r.route({"request_id": "x"})).backend == "serverless"
+    else:
+        with pytest.raises(ShedError, match="concurrency cap"):
+            asyncio.run(r.route({"request_id": "x"}))

@@ -9,6 +9,7 @@ instead of running the model for nobody.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 import httpx
 
 from libra.serving.state.registry import WorkerInfo
+
+# httpx logs every request at INFO: one line per request on the hot path; failures are logged
+# (rate-limited) by the router instead
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 DEADLINE_HEADER = "X-Libra-Deadline-Ms"
 """Milliseconds the worker has to start the request, counted from when it receives it."""
