@@ -38,6 +38,7 @@ from libra.serving.children import INSTANCE_READY_LINE, AsyncChild
 from libra.serving.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
+instance_log = logging.getLogger("libra.serverless.instance")
 failures = RateLimitedLog(log)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -246,8 +247,12 @@ class LocalServerlessPool:
 
     @staticmethod
     async def _drain_stderr(proc: AsyncChild) -> None:
-        while await proc.stderr.read(65536):
-            pass
+        """An instance's own log lines (stderr), re-logged here so they are not lost; read to
+        the end so a full pipe never blocks the instance."""
+        while line := await proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                instance_log.info("instance %d: %s", proc.pid, text)
 
     async def _call(self, instance: Instance, event: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from libra.serving.logs import RateLimitedLog
+from libra.serving.logs import RateLimitedLog, redact_url
 from libra.serving.state.breaker import BreakerState, CircuitBreaker
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class RedisLink:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.url = url
+        self.url = redact_url(url)  # for logs and /status: a Redis URL may carry its AUTH
         self.client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0))
