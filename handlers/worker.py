@@ -43,8 +43,7 @@ from fastapi.responses import JSONResponse, Response
 
 from handlers.worker_metrics import WorkerMetrics
 from libra.runtime.batching import BatchError, BatchStats, BatchTimeoutError, DynamicBatcher
-from libra.runtime.inputs.audio import AudioInput
-from libra.runtime.inputs.video import VideoInput
+from libra.runtime.model_input import AudioInput, VideoInput
 from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
 from libra.serving.backends.vm import DEADLINE_HEADER

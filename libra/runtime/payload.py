@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from libra.runtime.inputs.audio import AudioInput
-from libra.runtime.inputs.video import VideoInput
+from libra.runtime.model_input import AudioInput, VideoInput
 from libra.runtime.recognizer import AUDIO_CONTEXT_FRAMES, ModelInput
 
 FORMAT = "libra.runtime.inputs/1"

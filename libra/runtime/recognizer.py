@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from libra.runtime.inputs.audio import AudioInput
-from libra.runtime.inputs.video import VideoInput
 from libra.runtime.labels import EMOTIONS, MODALITIES
+from libra.runtime.model_input import AudioInput, VideoInput
 
 N_MELS = 64
 FACE_PX = 48

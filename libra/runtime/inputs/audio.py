@@ -49,6 +49,7 @@ from scipy import fft
 from scipy.signal import firwin, resample_poly
 
 from libra.runtime.errors import MediaDecodeError
+from libra.runtime.model_input import AudioInput
 
 MODALITY = "audio"
 LOG_FLOOR = 1e-6
@@ -138,21 +139,6 @@ class AudioSpec:
 
 
 DEFAULT_SPEC = AudioSpec()
-
-
-@dataclass(frozen=True, eq=False)
-class AudioInput:
-    """One clip ready for the model.
-
-    `log_mel` is (n_mels, n_frames) float32, of which the first `valid_frames` columns are real
-    audio and the rest padding; `duration_s` is the length of the decoded input before clipping, and
-    `clipped` says whether it was longer than the spec's `max_duration_s` (so features cover less).
-    """
-
-    log_mel: np.ndarray
-    valid_frames: int
-    duration_s: float
-    clipped: bool = False
 
 
 # ---------------------------------------------------------------------------------------- decoding

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from libra.runtime.errors import MediaDecodeError
+from libra.runtime.model_input import VideoInput
 
 MODALITY = "video"
 
@@ -111,21 +112,6 @@ class VideoSpec:
 
 
 DEFAULT_SPEC = VideoSpec()
-
-
-@dataclass(frozen=True, eq=False)
-class VideoInput:
-    """One clip ready for the model.
-
-    `faces` is (n_frames, face_size_px, face_size_px) float32 in [0, 1]; `face_found` is False when
-    no frame had a detectable face and `faces` holds centre crops instead; `duration_s` is the
-    decoded clip's length and `n_decoded_frames` how many frames it has (before sampling).
-    """
-
-    faces: np.ndarray
-    face_found: bool
-    duration_s: float
-    n_decoded_frames: int
 
 
 @dataclass(frozen=True)
