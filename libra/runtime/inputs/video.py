@@ -41,6 +41,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ import cv2
 import numpy as np
 
 from libra.runtime.errors import MediaDecodeError
+from libra.runtime.inputs.budget import Clock, DecodeBudget
 from libra.runtime.model_input import VideoInput
 
 MODALITY = "video"
@@ -92,6 +94,15 @@ class VideoSpec:
     max_bytes: int = 50 * 2**20
     max_duration_s: float = 60.0
     max_pixels: int = 1920 * 1080
+    max_decoded_frames: int = 1800
+    """Frames decoding may produce to reach the sampled ones (60 s at 30 fps); more is refused
+    ("too_many_frames"), from the demuxed index before decoding and again while decoding."""
+    max_decoded_pixels: int = 600 * 1920 * 1080
+    """Pixels decoding may produce, summed over those frames (600 full-HD frames); more is refused
+    ("too_many_pixels"), from the index and the stream's frame size, and again while decoding."""
+    max_decode_s: float = 10.0
+    """Wall time one decode may take; longer is refused ("decode_too_slow"). A backstop: the
+    costliest clip the limits above let through decodes in a few seconds here."""
 
     def __post_init__(self) -> None:
         if self.n_frames < 1:
@@ -104,6 +115,12 @@ class VideoSpec:
             raise ValueError(f"max_duration_s ({self.max_duration_s}) must be positive")
         if self.max_pixels <= 0:
             raise ValueError(f"max_pixels ({self.max_pixels}) must be positive")
+        if min(self.max_decoded_frames, self.max_decoded_pixels, self.max_decode_s) <= 0:
+            raise ValueError(
+                f"max_decoded_frames ({self.max_decoded_frames}), max_decoded_pixels "
+                f"({self.max_decoded_pixels}) and max_decode_s ({self.max_decode_s}) must be "
+                f"positive"
+            )
 
     @property
     def max_frames(self) -> int:
@@ -124,13 +141,15 @@ class _Decoded:
 # ---------------------------------------------------------------------------------------- decoding
 
 
-def decode_frames(data: bytes, spec: VideoSpec = DEFAULT_SPEC) -> np.ndarray:
+def decode_frames(
+    data: bytes, spec: VideoSpec = DEFAULT_SPEC, *, clock: Clock = time.monotonic
+) -> np.ndarray:
     """Decode a clip and sample `spec.n_frames` frames uniformly over it.
 
     Returns (n_frames, H, W) uint8 grayscale, upright. Raises `MediaDecodeError` (modality "video")
-    with a code saying what is wrong.
+    with a code saying what is wrong; `clock` times the decode against `spec.max_decode_s`.
     """
-    return _decode(data, spec).frames
+    return _decode(data, spec, clock).frames
 
 
 def _error(code: str, why: str) -> MediaDecodeError:
@@ -160,7 +179,7 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _decode(data: bytes, spec: VideoSpec) -> _Decoded:
+def _decode(data: bytes, spec: VideoSpec, clock: Clock = time.monotonic) -> _Decoded:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _error(
             "unsupported_format",
@@ -176,8 +195,9 @@ def _decode(data: bytes, spec: VideoSpec) -> _Decoded:
             f"send at most {spec.max_duration_s:g} s of compressed video",
         )
     kind = _sniff(data)
+    budget = _Budget(spec, clock)
     try:
-        return _decode_checked(data, spec, kind)
+        return _decode_checked(data, spec, kind, budget)
     except MediaDecodeError:
         raise
     except _DECODE_ERRORS as exc:  # anything the per-step handling did not anticipate
@@ -228,21 +248,36 @@ def _video_stream(container: Any, name: str) -> Any:
     return stream
 
 
-def _decode_checked(data: bytes, spec: VideoSpec, kind: str | None) -> _Decoded:
-    # Pass 1: demux only, to count the frames and learn their times (and refuse long clips cheaply).
+def _decode_checked(
+    data: bytes, spec: VideoSpec, kind: str | None, budget: _Budget
+) -> _Decoded:
+    # Pass 1: demux only, to count the frames and learn their times and keyframes (and refuse
+    # long or costly clips cheaply).
     with _open(data) as container:
         name = kind or str(container.format.name).split(",")[0].upper()  # not "mov,mp4,m4a,..."
         stream = _video_stream(container, name)
-        _check_frame_size(int(stream.codec_context.width or 0),
-                          int(stream.codec_context.height or 0), spec)
-        index = _scan_packets(container, stream, spec)
+        width = int(stream.codec_context.width or 0)
+        height = int(stream.codec_context.height or 0)
+        _check_frame_size(width, height, spec)
+        index = _scan_packets(container, stream, spec, budget)
         fallback_s = _fallback_duration(container, stream)
     if index.n_packets == 0 and not index.read_failed:
         raise _error("no_frames", f"the {name} file's video stream holds no frames")
-
-    # Pass 2: decode everything, keep the sampled frames.
     wanted = _sample_indices(index.times_s, index.n_packets, index.span_s, spec.n_frames)
-    result = _decode_selected(data, wanted, spec)
+
+    # Pass 2, planned: decode from the keyframe before each sampled frame up to it, and stop
+    # after the last. Where the index cannot be trusted (missing timestamps, a cut file) or the
+    # decoder disagrees with it, decode everything instead.
+    plan = _plan(index, wanted)
+    _check_decode_cost(plan.n_frames if plan else index.n_packets, width, height, spec,
+                       planned=plan is not None)
+    if plan is not None and index.span_s is not None:
+        kept = _decode_planned(data, plan, index, set(wanted), spec, budget)
+        if kept is not None:
+            return _Decoded(_same_shape([kept[i] for i in wanted]), index.span_s,
+                            index.n_packets)
+
+    result = _decode_selected(data, wanted, spec, budget)
     if result.n_frames == 0:
         why = f" ({_reason(result.failure)})" if result.failure is not None else ""
         raise _error(
@@ -254,12 +289,10 @@ def _decode_checked(data: bytes, spec: VideoSpec, kind: str | None) -> _Decoded:
         # Packets and frames disagree (a cut file, hidden frames): sample again over the frames
         # that really decoded, now that their count and times are known.
         wanted = _sample_indices(result.times_s, result.n_frames, None, spec.n_frames)
-        result = _decode_selected(data, wanted, spec)
+        result = _decode_selected(data, wanted, spec, budget)
     if not result.kept:
         raise _error("truncated", f"the {name} file's video did not decode the same way twice")
     frames = [result.kept[_nearest(result.kept, i)] for i in wanted]
-    shape = frames[0].shape
-    frames = [f if f.shape == shape else cv2.resize(f, (shape[1], shape[0])) for f in frames]
     if index.span_s is not None and result.n_frames == index.n_packets:
         duration_s = index.span_s
     elif result.times_s is not None and result.n_frames > 1:
@@ -267,7 +300,15 @@ def _decode_checked(data: bytes, spec: VideoSpec, kind: str | None) -> _Decoded:
         duration_s = float(result.times_s[-1] + step)
     else:
         duration_s = fallback_s(result.n_frames)
-    return _Decoded(np.stack(frames), float(duration_s), result.n_frames)
+    return _Decoded(_same_shape(frames), float(duration_s), result.n_frames)
+
+
+def _same_shape(frames: list[np.ndarray]) -> np.ndarray:
+    """The sampled frames stacked, any of another size (a stream that changes size) resized to
+    the first one's."""
+    shape = frames[0].shape
+    return np.stack([f if f.shape == shape else cv2.resize(f, (shape[1], shape[0]))
+                     for f in frames])
 
 
 def _nearest(kept: dict[int, np.ndarray], i: int) -> int:
@@ -286,6 +327,56 @@ def _check_frame_size(width: int, height: int, spec: VideoSpec) -> None:
         )
 
 
+class _Budget:
+    """The decode's frame and pixel counts and its wall time (`DecodeBudget`), charged per frame
+    that comes out of the decoder."""
+
+    def __init__(self, spec: VideoSpec, clock: Clock) -> None:
+        self.frames = DecodeBudget(MODALITY, spec.max_decoded_frames, spec.max_decode_s,
+                                   lambda n: _too_many_frames(spec, f"at least {n} frames"),
+                                   clock)
+        self.pixels = DecodeBudget(MODALITY, spec.max_decoded_pixels, spec.max_decode_s,
+                                   lambda n: _too_many_pixels(spec, f"at least {n} pixels"),
+                                   clock)
+
+    def charge(self, frame: Any) -> None:
+        self.frames.charge(1)
+        self.pixels.charge(int(frame.width) * int(frame.height))
+
+    def check_time(self) -> None:
+        self.frames.check_time()
+
+
+def _too_many_frames(spec: VideoSpec, what: str) -> MediaDecodeError:
+    return _error(
+        "too_many_frames",
+        f"sampling {spec.n_frames} frames from this video means decoding {what}, more than the "
+        f"limit of {spec.max_decoded_frames} (max_decoded_frames); send a shorter clip, a lower "
+        f"frame rate, or one with a keyframe every few seconds",
+    )
+
+
+def _too_many_pixels(spec: VideoSpec, what: str) -> MediaDecodeError:
+    return _error(
+        "too_many_pixels",
+        f"sampling {spec.n_frames} frames from this video means decoding {what}, more than the "
+        f"limit of {spec.max_decoded_pixels} (max_decoded_pixels); send a shorter or smaller "
+        f"clip (e.g. 1280x720), or one with a keyframe every few seconds",
+    )
+
+
+def _check_decode_cost(n_frames: int, width: int, height: int, spec: VideoSpec, *,
+                       planned: bool) -> None:
+    """Refuse before decoding when the index says the decode is over a limit."""
+    how = "from the keyframes before the sampled frames" if planned else "(all of them)"
+    if n_frames * width * height > spec.max_decoded_pixels:
+        raise _too_many_pixels(
+            spec, f"{n_frames} frames {how} of {width}x{height}, "
+            f"{n_frames * width * height} pixels")
+    if n_frames > spec.max_decoded_frames:
+        raise _too_many_frames(spec, f"{n_frames} frames {how}")
+
+
 def _too_long(spec: VideoSpec, what: str) -> MediaDecodeError:
     return _error(
         "too_long",
@@ -300,13 +391,17 @@ class _PacketIndex:
     times_s: np.ndarray | None  # presentation times of the frames, sorted; None if any is unknown
     span_s: float | None  # from the first frame's start to the last one's end
     read_failed: bool
+    pts: np.ndarray | None = None  # the frames' raw timestamps, sorted (as times_s)
+    key_pts: tuple[int, ...] = ()  # raw timestamps of the keyframes
 
 
-def _scan_packets(container: Any, stream: Any, spec: VideoSpec) -> _PacketIndex:
-    """Demux (without decoding) the video stream: how many frames, when, and how long in all."""
+def _scan_packets(container: Any, stream: Any, spec: VideoSpec, budget: _Budget) -> _PacketIndex:
+    """Demux (without decoding) the video stream: how many frames, when, how long in all, and
+    which are keyframes (where decoding can start)."""
     time_base = float(stream.time_base) if stream.time_base else 0.0
     starts: list[int] = []
     ends: list[int] = []
+    keys: list[int] = []
     has_all_pts = time_base > 0
     n_packets = 0
     read_failed = False
@@ -317,27 +412,33 @@ def _scan_packets(container: Any, stream: Any, spec: VideoSpec) -> _PacketIndex:
             n_packets += 1
             if n_packets > spec.max_frames:
                 raise _too_long(spec, f"has more than {spec.max_frames} frames")
+            if n_packets % 256 == 0:
+                budget.check_time()
             if packet.pts is None:
                 has_all_pts = False
             elif has_all_pts:
                 starts.append(int(packet.pts))
                 ends.append(int(packet.pts) + int(packet.duration or 0))
+                if packet.is_keyframe:
+                    keys.append(int(packet.pts))
     except MediaDecodeError:
         raise
     except _DECODE_ERRORS:
         read_failed = True  # keep what was read: a player would show the frames up to the cut
     times_s: np.ndarray | None = None
     span_s: float | None = None
+    pts: np.ndarray | None = None
     if has_all_pts and starts:
         start = min(starts)
-        times_s = (np.sort(np.asarray(starts, dtype=np.int64)) - start) * time_base
+        pts = np.sort(np.asarray(starts, dtype=np.int64))
+        times_s = (pts - start) * time_base
         span_s = (max(ends) - start) * time_base
         if span_s <= times_s[-1]:  # no packet durations: the last frame lasts the mean step
             step = (times_s[-1] / (len(times_s) - 1)) if len(times_s) > 1 else 0.0
             span_s = float(times_s[-1] + step)
         if span_s > spec.max_duration_s:
             raise _too_long(spec, f"lasts {span_s:.1f} s")
-    return _PacketIndex(n_packets, times_s, span_s, read_failed)
+    return _PacketIndex(n_packets, times_s, span_s, read_failed, pts, tuple(keys))
 
 
 def _sample_indices(
@@ -369,7 +470,9 @@ class _DecodeResult:
     failure: BaseException | None
 
 
-def _decode_selected(data: bytes, wanted: list[int], spec: VideoSpec) -> _DecodeResult:
+def _decode_selected(
+    data: bytes, wanted: list[int], spec: VideoSpec, budget: _Budget
+) -> _DecodeResult:
     """Decode every frame of the clip's video stream, keeping as grayscale only the wanted ones.
 
     A bad packet is skipped and reading stops at a cut, as a player would; what decoded is kept.
@@ -385,6 +488,7 @@ def _decode_selected(data: bytes, wanted: list[int], spec: VideoSpec) -> _Decode
         if len(pts) > spec.max_frames:
             raise _too_long(spec, f"has more than {spec.max_frames} frames")
         _check_frame_size(int(frame.width), int(frame.height), spec)
+        budget.charge(frame)
         if i in wanted_set:
             kept[i] = _to_gray(frame)
 
@@ -393,6 +497,7 @@ def _decode_selected(data: bytes, wanted: list[int], spec: VideoSpec) -> _Decode
         time_base = float(stream.time_base) if stream.time_base else 0.0
         try:
             for packet in container.demux(stream):
+                budget.check_time()
                 try:
                     for frame in packet.decode():
                         take(frame)
@@ -417,6 +522,90 @@ def _decode_selected(data: bytes, wanted: list[int], spec: VideoSpec) -> _Decode
         if np.all(np.diff(raw) > 0):  # frames came out in presentation order, as they should
             times_s = (raw - raw[0]) * time_base
     return _DecodeResult(kept, len(pts), times_s, failure)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Runs of frames (first, last), by presentation index, that decoding goes through: each run
+    after the first frame of the clip starts at a keyframe, reached by seeking."""
+
+    runs: tuple[tuple[int, int], ...]
+
+    @property
+    def n_frames(self) -> int:
+        return sum(last - first + 1 for first, last in self.runs)
+
+
+def _plan(index: _PacketIndex, wanted: list[int]) -> _Plan | None:
+    """The fewest frames to decode to reach the wanted ones: from the keyframe at or before
+    each (or on from the previous one when no keyframe lies between), ending at the last.
+
+    None when the index cannot guide decoding: a frame without a timestamp, two frames with the
+    same one, or a file whose reading failed part-way.
+    """
+    pts = index.pts
+    if pts is None or index.read_failed or len(pts) != index.n_packets or len(pts) == 0:
+        return None
+    if np.any(np.diff(pts) <= 0):
+        return None
+    at = np.searchsorted(pts, np.asarray(index.key_pts, dtype=np.int64))
+    keys = np.unique(at[(at < len(pts)) & (pts[np.minimum(at, len(pts) - 1)] == index.key_pts)])
+    runs: list[tuple[int, int]] = []
+    for target in sorted(set(wanted)):
+        before = keys[keys <= target]
+        start = int(before[-1]) if before.size else 0
+        if runs and start <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], target)  # decoding on from the last run costs no more
+        else:
+            runs.append((start, target))
+    return _Plan(tuple(runs))
+
+
+def _decode_planned(data: bytes, plan: _Plan, index: _PacketIndex, wanted: set[int],
+                    spec: VideoSpec, budget: _Budget) -> dict[int, np.ndarray] | None:
+    """Decode the plan's runs, keeping the wanted frames as grayscale; None when the decoder does
+    not give the frames the index promised (hidden frames, a keyframe that is not one), so the
+    caller decodes everything instead.
+
+    Frames are told apart by timestamp. After a seek the decoder starts at the keyframe; frames
+    it shows from before it (an open GOP's leading frames) are skipped, not counted.
+    """
+    pts = index.pts
+    assert pts is not None
+    kept: dict[int, np.ndarray] = {}
+    try:
+        with _open(data) as container:
+            stream = _video_stream(container, "video")
+            for first, last in plan.runs:
+                if first > 0:
+                    container.seek(int(pts[first]), stream=stream, backward=True,
+                                   any_frame=False)
+                expect = first
+                for packet in container.demux(stream):
+                    budget.check_time()
+                    for frame in packet.decode():
+                        budget.charge(frame)
+                        _check_frame_size(int(frame.width), int(frame.height), spec)
+                        if frame.pts is None:
+                            return None
+                        if frame.pts < pts[expect] and expect == first:
+                            continue
+                        if frame.pts != pts[expect]:
+                            return None
+                        if expect in wanted:
+                            kept[expect] = _to_gray(frame)
+                        expect += 1
+                        if expect > last:
+                            break
+                    if expect > last:
+                        break
+                if expect <= last:  # the stream ended before the run did
+                    return None
+    except MediaDecodeError:
+        raise
+    except _DECODE_ERRORS:
+        return None
+    return kept
 
 
 def _to_gray(frame: Any) -> np.ndarray:
@@ -581,12 +770,14 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ public
 
 
-def video_features(data: bytes, spec: VideoSpec = DEFAULT_SPEC) -> VideoInput:
+def video_features(
+    data: bytes, spec: VideoSpec = DEFAULT_SPEC, *, clock: Clock = time.monotonic
+) -> VideoInput:
     """Bytes of a clip → `VideoInput` (face crops of `spec.n_frames` uniformly sampled frames).
 
     Raises `MediaDecodeError` (modality "video") for input that is not a usable video.
     """
-    decoded = _decode(data, spec)
+    decoded = _decode(data, spec, clock)
     try:
         faces, found = crop_faces(decoded.frames, spec)
     except cv2.error as exc:  # OpenCV on a frame it cannot handle: the caller's input, not a bug
