@@ -144,22 +144,24 @@ class Router:
     def serverless_cold_start_s(self) -> float:
         return self._cold_start_s.value
 
-    def serverless_finish_s(self) -> float:
-        """When serverless would answer a new request (measured warm call and cold start).
-
-        Below the concurrency cap it gets an instance at once: a warm one if one is idle, else
-        a new one and its cold start. At the cap it waits for the calls queued ahead of it, `cap`
-        at a time, and for the cold starts still under way (instances alive below the cap)."""
+    def serverless_wait_s(self) -> float:
+        """How long a new request would wait before serverless starts it (measured warm call
+        and cold start). Below the concurrency cap: not at all, it gets an instance now (a new
+        one pays its cold start, which is starting, not queueing). At the cap: the calls queued
+        ahead of it, `cap` at a time, after the cold starts still under way."""
         cap = self.serverless.capacity
-        busy = self.serverless.in_flight
-        if cap <= 0:
-            return self.serverless_call_s
-        warming = self.serverless.instances_alive < min(cap, busy + 1)
-        cold_s = self.serverless_cold_start_s if warming else 0.0
-        ahead = busy + 1 - cap
-        if ahead <= 0:
-            return cold_s + self.serverless_call_s
-        return cold_s + (math.ceil(ahead / cap) + 1) * self.serverless_call_s
+        ahead = self.serverless.in_flight + 1 - cap
+        if cap <= 0 or ahead <= 0:
+            return 0.0
+        warming = self.serverless.instances_alive < cap
+        return ((self.serverless_cold_start_s if warming else 0.0)
+                + math.ceil(ahead / cap) * self.serverless_call_s)
+
+    def serverless_fits(self, left_s: float) -> bool:
+        """Serverless can take a request with `left_s` to go: below its cap, or its queue would
+        clear in time (past that, refusing now beats a throttle at the deadline)."""
+        wait_s = self.serverless_wait_s()
+        return wait_s == 0.0 or wait_s + self.serverless_call_s <= left_s
 
     def _take_quota(self) -> bool:
         rps = self.decision.vm_quota_rps
@@ -220,15 +222,16 @@ class Router:
                              f"spill to serverless", self._wait_s(worker))
         if route == Route.SERVERLESS:
             sla_left_s = budget.sla_left_s(self.clock())
-            if self.serverless_finish_s() > sla_left_s:
+            if not self.serverless_fits(sla_left_s):
                 if (worker is not None and self.decision.use_vms
                         and self._finish_s(worker) <= sla_left_s):
                     route = Route.VM  # the quota said serverless, but it is full and a VM fits
                 else:
                     raise self._shed("over_capacity", f"serverless is at its concurrency cap "
-                                     f"({self.serverless.capacity} in flight) and the VMs cannot "
-                                     f"answer inside the SLA budget either",
-                                     self.serverless_finish_s())
+                                     f"({self.serverless.capacity}) with about "
+                                     f"{self.serverless_wait_s():.2f} s of queue and the VMs "
+                                     f"cannot answer inside the SLA budget either",
+                                     self.serverless_wait_s())
         if route == Route.VM and worker is not None:
             return await self._vm(worker, event, budget)
         return await self._serverless(event, budget)
@@ -259,9 +262,9 @@ class Router:
         if left_s < self.serverless_call_s:
             raise self._shed("deadline_exceeded", f"the VM did not answer in time ({exc.code}) "
                              f"and too little of the deadline is left to retry") from None
-        if self.serverless_finish_s() > left_s:
+        if not self.serverless_fits(left_s):
             raise self._shed("over_capacity", f"the VM failed ({exc.code}) and serverless is "
-                             f"at its concurrency cap", self.serverless_finish_s()) from None
+                             f"at its concurrency cap", self.serverless_wait_s()) from None
         self.counts["retried"] += 1
         self.metrics.retries.labels("vm_to_serverless").inc()
         return await self._serverless(event, budget, retried=True)

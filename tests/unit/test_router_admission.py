@@ -346,3 +346,11 @@ def test_requests_queued_behind_cold_starts_are_refused_and_behind_warm_calls_se
     else:
         with pytest.raises(ShedError, match="concurrency cap"):
             asyncio.run(r.route({"request_id": "x"}))
+
+
+def test_below_its_cap_serverless_takes_a_request_even_when_a_cold_start_breaks_the_sla() -> None:
+    # a free slot is not overload: the request starts now, on a new instance; refusing it
+    # would leave a serverless-only platform unable to answer its first request
+    serverless = FakeServerless(capacity=2, busy=0, instances_alive=0)
+    r = router(workers=(), serverless=serverless, sla_s=0.5, serverless_cold_start_s=2.0)
+    assert asyncio.run(r.route({"request_id": "x"})).backend == "serverless"
