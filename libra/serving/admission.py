@@ -5,8 +5,8 @@ Why: under overload the queue used to build where nothing could see it (decoding
 default executor), so nothing spilled and nothing was shed: 1,000 concurrent requests all waited,
 p50 7.9 s against a 1 s SLA. Here every stage a request passes is bounded and estimated:
 
-- `Gate`: a per-router limit on requests admitted (from the door until answered); past it a
-  request is refused at once, before its body is read.
+- `Gate`: a per-router limit on requests at work (from their body until answered) and on bodies
+  still arriving; past either a request is refused at once, before its body is read.
 - `DecodePool`: decoding and preprocessing in a bounded pool of their own, which knows its backlog
   and the measured time per job, so the door refuses what would wait past its SLA budget.
 - `Budget`: the request's two deadlines: the SLA budget (routing: can it start and finish in time)
@@ -173,7 +173,15 @@ class DecodePool(ThreadPoolExecutor):
 
 
 class Gate:
-    """The per-router limit on admitted work, and the door's checks (see module docs)."""
+    """The per-router limit on admitted work, and the door's checks (see module docs).
+
+    Two counts, so a slow client cannot hold the service: requests whose body is still arriving
+    (`reading`, at most `READERS_PER_SLOT` x `max_admitted`: a body may take `body_timeout_s`)
+    and requests at work (`admitted`: decoding, routed, answering; at most `max_admitted`). The
+    door refuses when either is full; a request whose body has arrived takes a work slot with
+    `Ticket.work()`, refused if none is free by then."""
+
+    READERS_PER_SLOT = 4
 
     def __init__(self, *, max_admitted: int, sla_budget_s: float, timeout_s: float,
                  decode: DecodePool | None = None,
@@ -181,31 +189,71 @@ class Gate:
         if max_admitted < 1:
             raise ValueError(f"max_admitted ({max_admitted}) must be at least 1")
         self.max_admitted = max_admitted
+        self.max_reading = self.READERS_PER_SLOT * max_admitted
         self.sla_budget_s = sla_budget_s
         self.timeout_s = timeout_s
         self.decode = decode
         self.clock = clock
         self.admitted = 0
+        self.reading = 0
 
     def budget(self) -> Budget:
         return Budget.starting(self.clock(), self.sla_budget_s, self.timeout_s)
 
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[Budget]:
-        """Admit one request for the `with` block, or raise `ShedError` at once."""
-        budget = self.budget()
+    def _check_work(self) -> None:
         if self.admitted >= self.max_admitted:
             raise ShedError("overloaded", f"{self.admitted} requests are in progress here, the "
-                       f"limit (max_admitted_requests) is {self.max_admitted}",
-                       self.sla_budget_s)
+                            f"limit (max_admitted_requests) is {self.max_admitted}",
+                            self.sla_budget_s)
         if self.decode is not None:
             wait_s = self.decode.wait_s()
             if wait_s > self.sla_budget_s:
-                raise ShedError("decode_backlog", f"decoding would start in about {wait_s:.2f} s "
-                           f"({self.decode.held} jobs ahead), past the {self.sla_budget_s:.2f} s "
-                           f"SLA budget", wait_s)
-        self.admitted += 1
+                raise ShedError("decode_backlog", f"decoding would start in about {wait_s:.2f} "
+                                f"s ({self.decode.held} jobs ahead), past the "
+                                f"{self.sla_budget_s:.2f} s SLA budget", wait_s)
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Ticket]:
+        """Let one request in for the `with` block (reading its body), or raise `ShedError` at
+        once; `Ticket.work()` when the body is in."""
+        budget = self.budget()
+        self._check_work()
+        if self.reading >= self.max_reading:
+            raise ShedError("overloaded", f"{self.reading} request bodies are arriving here, "
+                            f"the limit is {self.max_reading} ({self.READERS_PER_SLOT} x "
+                            f"max_admitted_requests)", self.sla_budget_s)
+        ticket = Ticket(self, budget)
+        self.reading += 1
         try:
-            yield budget
+            yield ticket
         finally:
-            self.admitted -= 1
+            ticket.leave()
+
+
+class Ticket:
+    """One request let in by a `Gate`: its budget, and which count it holds."""
+
+    def __init__(self, gate: Gate, budget: Budget) -> None:
+        self.gate = gate
+        self.budget = budget
+        self.working = False
+        self._left = False
+
+    def work(self) -> None:
+        """The body is in: take a work slot (or raise `ShedError`, keeping the reading one until
+        the `with` block ends)."""
+        if self.working:
+            return
+        self.gate._check_work()
+        self.gate.reading -= 1
+        self.gate.admitted += 1
+        self.working = True
+
+    def leave(self) -> None:
+        if self._left:
+            return
+        self._left = True
+        if self.working:
+            self.gate.admitted -= 1
+        else:
+            self.gate.reading -= 1

@@ -34,7 +34,7 @@ from libra.runtime.inputs.video import video_features
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.payload import encode_input
 from libra.runtime.recognizer import ModelInput
-from libra.serving.admission import DOOR_REASONS, Budget, ShedError
+from libra.serving.admission import DOOR_REASONS, ShedError, Ticket
 from libra.serving.backends.serverless import ServerlessError
 from libra.serving.logs import RateLimitedLog
 from libra.serving.service import Service
@@ -116,8 +116,8 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
         svc: Service = app.state.service
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            with svc.gate.admit() as budget:
-                return await answer(svc, request, request_id, budget)
+            with svc.gate.admit() as ticket:
+                return await answer(svc, request, request_id, ticket)
         except ShedError as exc:
             if exc.reason in DOOR_REASONS:
                 svc.monitor.record()  # refused unread, but demand the policy must see
@@ -156,12 +156,13 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     return app
 
 
-async def answer(svc: Service, request: Request, request_id: str, budget: Budget) -> Response:
-    """An admitted request: read, decode, route inside `budget`, answer (`ShedError`
-    propagates)."""
+async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket) -> Response:
+    """A request let in: read its body, take a work slot, decode, route inside its budget,
+    answer (`ShedError` propagates)."""
     started = time.perf_counter()
     try:
         text, audio, video = await read_request(request, svc)
+        ticket.work()
         row, face_found = await build_input(svc, text, audio, video)
     except ApiError as exc:
         svc.metrics.requests.labels("none", str(exc.status)).inc()
@@ -169,7 +170,7 @@ async def answer(svc: Service, request: Request, request_id: str, budget: Budget
     svc.monitor.record()
     event = {"request_id": request_id, "inputs": encode_input(row)}
     try:
-        routed = await svc.router.route(event, budget)
+        routed = await svc.router.route(event, ticket.budget)
     except ServerlessError as exc:  # the retry failed too: the one 5xx besides 503
         svc.metrics.requests.labels("serverless", "502").inc()
         failures.failure(f"serverless {exc.code}", "request %s failed on serverless: %s",

@@ -244,6 +244,7 @@ class Service:
             "routed": dict(self.router.counts),
             "admission": {"admitted": self.gate.admitted,
                           "max_admitted": self.gate.max_admitted,
+                          "reading_bodies": self.gate.reading,
                           "decode_jobs": self.decode_pool.held,
                           "decode_job_s": self.decode_pool.job_s.value,
                           "worker_s_per_request": {

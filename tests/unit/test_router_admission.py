@@ -5,6 +5,7 @@ Retry-After) for a given queue, measured service time and deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,15 +280,40 @@ def test_serverless_throttled_for_the_whole_budget_is_a_503() -> None:
 
 def test_the_gate_admits_up_to_its_limit_and_refuses_the_next_at_once() -> None:
     gate = Gate(max_admitted=2, sla_budget_s=0.9, timeout_s=2.0, clock=Clock())
-    with gate.admit(), gate.admit():
+    with gate.admit() as a, gate.admit() as b:
+        a.work()
+        b.work()
         with pytest.raises(ShedError) as info, gate.admit():
             pass
         assert info.value.reason == "overloaded"
         assert info.value.retry_after == "1"
         assert gate.admitted == 2
-    assert gate.admitted == 0
-    with gate.admit() as budget:
-        assert budget.left_s(budget.arrived_s) == 2.0
+    assert (gate.admitted, gate.reading) == (0, 0)
+    with gate.admit() as ticket:
+        assert ticket.budget.left_s(ticket.budget.arrived_s) == 2.0
+
+
+def test_slow_bodies_hold_reading_slots_not_the_work_slots() -> None:
+    gate = Gate(max_admitted=2, sla_budget_s=0.9, timeout_s=2.0, clock=Clock())
+    with contextlib.ExitStack() as slow_clients:
+        for _ in range(gate.max_reading - 1):  # bodies trickling in, never finished
+            slow_clients.enter_context(gate.admit())
+        with gate.admit() as fast:  # a client whose body is in is still served
+            fast.work()
+            assert gate.admitted == 1
+        slow_clients.enter_context(gate.admit())  # the last reading slot
+        with pytest.raises(ShedError, match="bodies are arriving"), gate.admit():
+            pass
+    assert (gate.admitted, gate.reading) == (0, 0)
+
+
+def test_a_body_that_arrives_when_work_is_full_is_refused_then() -> None:
+    gate = Gate(max_admitted=1, sla_budget_s=0.9, timeout_s=2.0, clock=Clock())
+    with gate.admit() as first, gate.admit() as second:
+        first.work()
+        with pytest.raises(ShedError, match="in progress"):
+            second.work()
+    assert (gate.admitted, gate.reading) == (0, 0)
 
 
 def test_the_door_refuses_what_would_wait_for_decoding_past_the_budget() -> None:
