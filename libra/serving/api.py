@@ -13,10 +13,7 @@ without bound (`libra.serving.admission`): 503 with `Retry-After` and a code say
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -36,6 +33,7 @@ from libra.runtime.payload import encode_input
 from libra.runtime.recognizer import ModelInput
 from libra.serving.admission import DOOR_REASONS, ShedError, Ticket
 from libra.serving.backends.serverless import ServerlessError
+from libra.serving.bodies import BodyError, decode_base64, parse_json, scrub_paths
 from libra.serving.logs import RateLimitedLog
 from libra.serving.service import Service
 
@@ -43,8 +41,15 @@ log = logging.getLogger(__name__)
 failures = RateLimitedLog(log, interval_s=10.0)
 
 STATUS_OF_CODE = {"too_large": 413, "too_long": 413, "too_large_frame": 413,
-                  "unsupported_format": 415}
-"""HTTP status of each `MediaDecodeError.code`; the rest are 422."""
+                  "too_many_samples": 413, "too_many_frames": 413, "too_many_pixels": 413,
+                  "decode_too_slow": 413, "unsupported_format": 415}
+"""HTTP status of each `MediaDecodeError.code`; the rest are 422. The decode-cost limits are 413
+like the size limits: the input asks for more work than a request may have, and sending the same
+bytes again fails the same way (`decode_too_slow` too: its budget is several times what the
+header checks let through, so it means a file costlier than its headers say, not a busy server)."""
+INLINE_JSON_BYTES = 64 * 1024
+"""JSON bodies up to this are parsed on the event loop; larger ones (base64 media: 25 MiB takes
+0.1-0.5 s) in the decode pool, so the loop keeps answering."""
 
 
 class PredictJSON(BaseModel):
@@ -80,8 +85,13 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, "request_id": request_id},
-                        status_code=status)
+    """The typed JSON error; the message never shows a server file path. A 408 closes the
+    connection: the rest of a stalled body may still come, and keep-alive would hold it 5 s more."""
+    response = JSONResponse({"code": code, "message": scrub_paths(message),
+                             "request_id": request_id}, status_code=status)
+    if status == 408:
+        response.headers["connection"] = "close"
+    return response
 
 
 def create_app(service: Service | None = None, *, settings: Any = None) -> FastAPI:
@@ -146,6 +156,16 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     async def status() -> dict[str, Any]:
         svc: Service = app.state.service
         return svc.status()
+
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        """A bug, not the client: JSON like every other error, no details (they are logged)."""
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        failures.failure(f"unhandled {type(exc).__name__}", "request %s to %s failed", request_id,
+                         request.url.path, exc_info=True)
+        return error_response(500, "internal_error", "the server failed on this request; it "
+                              "is logged under this request_id", request_id)
+
+    app.add_exception_handler(Exception, unhandled)
 
     # API keys, the admin surface and per-key limits, in front of everything (a refusal reads no
     # body); with no keys configured nothing is installed (libra.serving.auth)
@@ -212,20 +232,15 @@ async def read_request(request: Request, svc: Service
         raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; the limit "
                        f"is {limit} bytes")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    timeout_s = svc.settings.body_timeout_s
     if ctype == "application/json":
-        body = await read_body(request, limit)
-        try:
-            data = PredictJSON.model_validate(json.loads(body))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(422, "bad_json", f"the body is not valid JSON ({exc})") from None
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise ApiError(422, "invalid_field", f"{problems} (send text, audio, video)"
-                           ) from None
-        return data.text, b64("audio", data.audio), b64("video", data.video)
+        body = await read_body(request, limit, timeout_s)
+        if len(body) <= INLINE_JSON_BYTES:
+            return parse_predict_json(body)
+        return await asyncio.get_running_loop().run_in_executor(
+            svc.decode_pool, parse_predict_json, body)
     if ctype == "multipart/form-data":
-        await read_body(request, limit)  # enforce the limit before parsing
+        await read_body(request, limit, timeout_s)  # enforce the limits before parsing
         try:
             form = await request.form()
         except Exception as exc:  # starlette raises its own parse errors
@@ -248,25 +263,49 @@ async def read_request(request: Request, svc: Service
                    f"multipart/form-data or application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def parse_predict_json(body: bytes) -> tuple[str | None, bytes | None, bytes | None]:
+    """(text, audio bytes, video bytes) of a JSON body: parsed with limits (depth, integer
+    digits: `libra.serving.bodies`), then validated, then base64 read liberally."""
+    try:
+        data = PredictJSON.model_validate(parse_json(body))
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ApiError(422, "invalid_field", f"{problems} (send text, audio, video)") from None
+    return data.text, b64("audio", data.audio), b64("video", data.video)
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The whole body, at most `limit` bytes (413) arriving within `timeout_s` (408: a client
+    that stalls half-way must not hold a connection and its buffers for ever)."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "body_too_large",
+                                   f"the body is over the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", f"the body did not arrive within {timeout_s:g} s "
+                       f"(body_timeout_s; {size} bytes came): send it at once, or smaller"
+                       ) from None
     body = b"".join(chunks)
     request._body = body  # starlette re-reads the body for .form()
     return body
 
 
 def b64(field: str, value: str | None) -> bytes | None:
+    """A base64 field's bytes: plain, wrapped, URL-safe, unpadded or as a `data:` URI."""
     if value is None:
         return None
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(422, "bad_base64", f"{field} is not valid base64") from None
+        return decode_base64(field, value)
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
 async def build_input(svc: Service, text: str | None, audio: bytes | None,

@@ -81,6 +81,9 @@ class Settings(BaseModel):
     # request limits
     max_body_bytes: PositiveInt = 25 * 2**20
     max_text_chars: PositiveInt = 5000
+    body_timeout_s: PositiveFloat = Field(
+        30.0, description="the whole body must arrive within this, else 408 body_timeout "
+        "(a client that stalls half-way holds nothing longer)")
     # overload and admission (libra.serving.admission, docs/serving.md "Overload and admission")
     max_admitted_requests: PositiveInt = Field(
         64, description="requests admitted at once per router (door to answer); past it 503 "
