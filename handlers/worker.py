@@ -21,9 +21,9 @@ timeout (504 `queue_timeout` if no batch took it in time). Without the header th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -34,8 +34,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
@@ -43,6 +45,7 @@ from fastapi.responses import JSONResponse, Response
 
 from handlers.worker_metrics import WorkerMetrics
 from libra.runtime.batching import BatchError, BatchStats, BatchTimeoutError, DynamicBatcher
+from libra.runtime.home import default_model_dir
 from libra.runtime.model_input import AudioInput, VideoInput
 from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
@@ -316,27 +319,39 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="libra-worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("artifacts/onnx"),
-                        help="ONNX file or `libra-model build` folder [artifacts/onnx]")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    parser.add_argument("--cpu-precision", choices=["fp32", "int8", "int4"], default="fp32")
-    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--max-batch-delay-ms", type=float, default=5.0)
-    parser.add_argument("--worker-id", default=None)
-    parser.add_argument("--redis-url", default=os.environ.get("LIBRA_REDIS_URL"),
-                        help="register and heartbeat here [$LIBRA_REDIS_URL]")
-    parser.add_argument("--drain-timeout-s", type=float, default=30.0)
-    parser.add_argument("--log-level", type=str.lower, default=os.environ.get(
-        "LIBRA_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error", "critical"],
-        help="[$LIBRA_LOG_LEVEL; info]")
-    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get(
-        "LIBRA_LOG_FORMAT", "text"), help="stderr as text or JSON lines [$LIBRA_LOG_FORMAT]")
-    args = parser.parse_args(argv)
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@click.command(name="libra-worker", context_settings={"help_option_names": ["-h", "--help"]},
+               help=__doc__.split("\n\n")[0])
+@click.version_option(package_name="libra-serve", prog_name="libra-worker")
+@click.option("--model", type=click.Path(path_type=Path), default=default_model_dir,
+              show_default="$LIBRA_HOME/onnx, else the checkout's or ./ artifacts/onnx",
+              help="ONNX file or `libra-model build` folder")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
+              show_default=True)
+@click.option("--cpu-precision", type=click.Choice(["fp32", "int8", "int4"]), default="fp32",
+              show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU intra-op threads")
+@click.option("--max-batch-size", type=int, default=32, show_default=True)
+@click.option("--max-batch-delay-ms", type=float, default=5.0, show_default=True)
+@click.option("--worker-id", default=None)
+@click.option("--redis-url", envvar="LIBRA_REDIS_URL", default=None,
+              help="register and heartbeat here [$LIBRA_REDIS_URL]")
+@click.option("--drain-timeout-s", type=float, default=30.0, show_default=True)
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+              envvar="LIBRA_LOG_LEVEL", default="info", help="[$LIBRA_LOG_LEVEL; info]")
+@click.option("--log-format", type=click.Choice(["text", "json"]), envvar="LIBRA_LOG_FORMAT",
+              default="text", help="stderr as text or JSON lines [$LIBRA_LOG_FORMAT; text]")
+def main(**opts: Any) -> None:
+    args = SimpleNamespace(**opts)
+    args.log_level = args.log_level.lower()
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise click.ClickException(
+            "no ONNX Runtime installed: pip install 'libra-serve[worker,gpu]' on a CUDA machine, "
+            "'libra-serve[worker,cpu]' elsewhere (one of the two, never both)")
     setup_logging(args.log_level, args.log_format)
     die_with_parent()  # a killed server must not leave a worker holding its port
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -99,6 +99,7 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="libra-serve", prog_name="libra-sim")
 @click.option("--trace", "traces", multiple=True, type=click.Path(path_type=Path),
               help="trace file; repeat to concatenate Azure 2019 day files")
 @click.option("--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",

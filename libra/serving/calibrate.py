@@ -26,6 +26,7 @@ import numpy as np
 
 from libra.core.platform import Platform
 from libra.profiles import Figure, Profile, dump_profile, load_profile
+from libra.runtime.home import default_model_dir
 from libra.runtime.payload import encode_input
 from libra.runtime.recognizer import ModelInput
 from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
@@ -130,12 +131,13 @@ def calibrated(base: Profile, *, boots: list[float], rates: list[float], colds: 
 
 
 @click.command(name="libra-calibrate")
-@click.version_option(package_name="libra-serve")
+@click.version_option(package_name="libra-serve", prog_name="libra-calibrate")
 @click.help_option("-h", "--help")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="where to write the profile (TOML)")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("artifacts/onnx"), show_default=True)
+              default=default_model_dir,
+              show_default="$LIBRA_HOME/onnx, else the checkout's or ./ artifacts/onnx")
 @click.option("--base", default="local", show_default=True,
               help="profile whose other figures (prices, limits, SLA) are kept")
 @click.option("--sla-s", type=float, default=None,

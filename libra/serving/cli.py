@@ -29,7 +29,9 @@ from pydantic import ValidationError
 log = logging.getLogger("libra.serving.cli")
 
 
-@click.group(name="libra-serve", invoke_without_command=True)
+@click.group(name="libra-serve", invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="libra-serve", prog_name="libra-serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -151,7 +151,8 @@ async def replay(url: str, offsets_s: np.ndarray, bodies: list[dict[str, Any]],
     return report
 
 
-@click.command(name="libra-load")
+@click.command(name="libra-load", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="libra-serve", prog_name="libra-load")
 @click.option("--trace", "trace_path", type=click.Path(exists=True, dir_okay=False,
                                                        path_type=Path), required=True)
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True)

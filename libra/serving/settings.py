@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from libra.runtime.home import default_log_dir, default_model_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,8 +41,9 @@ def lambda_cost_usd(duration_s: float, memory_mb: int) -> float:
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_dir: Path = Field(REPO_ROOT / "artifacts" / "onnx",
-                            description="`libra-model build` output folder")
+    model_dir: Path = Field(default_factory=default_model_dir,
+                            description="`libra-model build` output folder "
+                            "(libra.runtime.home: $LIBRA_HOME/onnx, ./artifacts/onnx)")
     policy: str = Field("libra", description="scaling policy (the names libra-sim uses)")
     policy_params: dict[str, Any] = Field(default_factory=dict)
     tick_s: PositiveFloat = 1.0
@@ -93,7 +96,7 @@ class Settings(BaseModel):
     request_timeout_s: PositiveFloat | None = Field(
         None, description="hard deadline after arrival: unanswered by then, a request is "
         "answered 503 deadline_exceeded and the worker drops it (default 2 x sla_s)")
-    log_dir: Path = Field(REPO_ROOT / "artifacts" / "logs")
+    log_dir: Path = Field(default_factory=default_log_dir)
     # API keys and per-key limits (libra.serving.auth); no keys: no gate, loopback only (cli)
     api_keys: str | None = Field(None, repr=False, description="hashed key entries, one per "
                                  "line or ';'-separated (libra.serving.keys)")

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import onnx
 
+from libra.runtime.home import default_model_dir
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.recognizer import ModelInput, assemble
 from libra.training import quantize
-from libra.training.features import REPO_ROOT
+from libra.training.names import VARIANTS
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_OUT = REPO_ROOT / "artifacts" / "onnx"
-VARIANTS: tuple[str, ...] = ("fp32", "fp16", "int8", "int4")
+DEFAULT_OUT = default_model_dir()  # $LIBRA_HOME/onnx, the checkout's, or ./artifacts/onnx
 OUTLIER_FRACTION = 1 / 32
 BLOCK_SIZE = 32
 CALIBRATION_ROWS = 96

@@ -14,16 +14,19 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
-from libra.training.build import VARIANTS
-from libra.training.features import MODALITY_SOURCE, SOURCE_MODALITY, SOURCES
-from libra.training.paired_data import PAIRED_SETS
+# Light names only up here: `libra-model --help` must work where torch is not installed
+# (a serving install); each command imports what it runs, after `needs` said what is missing.
+from libra.training.names import MODALITY_SOURCE, PAIRED_SETS, SOURCE_MODALITY, SOURCES, VARIANTS
 
 PAIRED_MODELS = ("unimodal", "late-fusion", "early-fusion", "ours", "ours-no-orl", "ours-no-ed",
                  "ours-subset-specific")
@@ -48,9 +51,40 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.group(name="libra-model")
+_TORCH_SIDE = ("torch", "onnx", "onnxscript", "transformers", "onnxruntime", "av", "cv2",
+               "scipy", "soundfile", "tokenizers")
+"""What training, export and build import (the `train` extra, plus ONNX Runtime from `cpu` or
+`gpu`, which quantizing and checking the exports use)."""
+_ONNX_SIDE = ("onnxruntime", "av", "cv2", "scipy", "soundfile", "tokenizers")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def needs(modules: tuple[str, ...], extras: str) -> Callable[[_F], _F]:
+    """Before the command runs (not before its --help), fail with the pip command that installs
+    what it imports, rather than a ModuleNotFoundError from deep inside."""
+
+    def wrap(command: _F) -> _F:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            missing = [m for m in modules if importlib.util.find_spec(m) is None]
+            if missing:
+                name = click.get_current_context().info_name
+                raise click.ClickException(
+                    f"libra-model {name} needs {', '.join(missing)}, not installed here: "
+                    f"pip install 'libra-serve[{extras}]'. Serving needs none of this, only the "
+                    f"ONNX files (docs/benchmarks.md, 'Installs').")
+            return command(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return wrap
+
+
+@click.group(name="libra-model", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="libra-serve", prog_name="libra-model")
 def main() -> None:
-    """Train and evaluate Libra's emotion model on the labeled data in ../shared/data."""
+    """Train and evaluate Libra's emotion model on the labeled data in ../shared/data, and build
+    the ONNX files serving runs (torch: the `train` extra)."""
 
 
 @main.command()
@@ -96,10 +130,11 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="[default: $LIBRA_DATA_DIR, else ../shared/data]")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="[default: artifacts/cache]")
+              help="[default: artifacts/cache under $LIBRA_HOME, the checkout or ./]")
 @click.option("--threads", type=int, default=None, help="torch threads [default: one per core]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@needs(_TORCH_SIDE, "train,cpu")
 def train(**opts: Any) -> None:
     """Train a model; writes config.json, metrics.json and model.pt to the run folder."""
     from libra.training.drkf import LossWeights, ModelSpec
@@ -192,6 +227,7 @@ def train(**opts: Any) -> None:
               help="--paired: learning rate of encoders started from unimodal models, relative "
               "to the rest [default: per set].")
 @click.option("--no-progress", is_flag=True, help="--paired: no per-model log lines.")
+@needs(_TORCH_SIDE, "train,cpu")
 def eval_cmd(run_dir: Path | None, split: str, data_dir: Path | None, cache_dir: Path | None,
              no_subsets: bool, as_json: bool, paired: str | None, **paired_opts: Any) -> None:
     """Evaluate a trained run (its model.pt and config.json) on one split, or (--paired) train
@@ -287,13 +323,14 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
 @main.command(name="export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="[default: artifacts/onnx]")
+              help="[default: $LIBRA_HOME/onnx, else the checkout's or ./ artifacts/onnx]")
 @click.option("--variant", "variants", type=click.Choice(VARIANTS), multiple=True,
               help="Variants to write (repeatable) [default: all four].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Training data for the INT4 calibration [default: ../shared/data].")
 @click.option("--bundle", is_flag=True, help="Also write the run's weights and calibration "
               "statistics to libra/training/weights/ (what `build` uses).")
+@needs(_TORCH_SIDE, "train,cpu")
 def export_cmd(run_dir: Path, out_dir: Path | None, variants: tuple[str, ...],
                data_dir: Path | None, bundle: bool) -> None:
     """Export a training run to ONNX (FP32, FP16, INT8, QUIK-style INT4) with a manifest."""
@@ -308,11 +345,12 @@ def export_cmd(run_dir: Path, out_dir: Path | None, variants: tuple[str, ...],
 
 @main.command(name="build")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="[default: artifacts/onnx]")
+              help="[default: $LIBRA_HOME/onnx, else the checkout's or ./ artifacts/onnx]")
 @click.option("--variant", "variants", type=click.Choice(VARIANTS), multiple=True,
               help="Variants to write (repeatable) [default: all four].")
 @click.option("--bundle-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="[default: libra/training/weights, the bundle in the repo]")
+@needs(_TORCH_SIDE, "train,cpu")
 def build_cmd(out_dir: Path | None, variants: tuple[str, ...], bundle_dir: Path | None) -> None:
     """Build the ONNX variants from the weights bundled in the repo (no data, no training)."""
     from libra.training.build import BUNDLE_DIR, DEFAULT_OUT, build
@@ -333,6 +371,7 @@ def build_cmd(out_dir: Path | None, variants: tuple[str, ...], bundle_dir: Path 
 @click.option("--limit", type=int, default=None, help="Examples per source (a fixed subset).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@needs(_ONNX_SIDE, "media,cpu")
 def eval_onnx_cmd(onnx_dir: Path, split: str, variants: tuple[str, ...], limit: int | None,
                   data_dir: Path | None, as_json: bool) -> None:
     """Evaluate ONNX variants through the serving preprocessing; deltas against FP32."""

@@ -32,30 +32,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from libra.runtime import labels as label_sets
+from libra.runtime.home import artifacts_dir
 from libra.runtime.inputs import audio as audio_inputs
 from libra.runtime.inputs import video as video_inputs
 from libra.runtime.labels import MODALITIES
 from libra.training import datasets
+from libra.training.names import (  # their one home; re-exported where users found them
+    MODALITY_SOURCE,  # noqa: F401
+    SOURCE_MODALITY,
+    SOURCES,
+    SPLITS,
+    Source,  # noqa: F401
+    Split,  # noqa: F401
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR_ENV = "LIBRA_DATA_DIR"
-DEFAULT_CACHE_DIR = REPO_ROOT / "artifacts" / "cache"
+DEFAULT_CACHE_DIR = artifacts_dir() / "cache"  # libra.runtime.home: never site-packages
 FEATURES_VERSION = 1
 """Bump when this module changes what it stores."""
 
-Source = Literal["meld", "ravdess", "fer"]
-Split = Literal["train", "val", "test"]
-SOURCES: tuple[Source, ...] = ("meld", "ravdess", "fer")
-SPLITS: tuple[Split, ...] = ("train", "val", "test")
-SOURCE_MODALITY: dict[str, str] = {"meld": "text", "ravdess": "audio", "fer": "video"}
-MODALITY_SOURCE: dict[str, str] = {
-    m: s for m in MODALITIES for s, of in SOURCE_MODALITY.items() if of == m}
 SUBSET_SEED = 0
 """Which examples a size-limited subset keeps: fixed, so every run with the same limit agrees."""
 

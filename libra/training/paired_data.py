@@ -27,6 +27,7 @@ import numpy as np
 from libra.runtime.labels import EMOTIONS, RAVDESS_CODES
 from libra.training import datasets
 from libra.training.features import SPLITS, data_root, load_features, subset_rows
+from libra.training.names import PAIRED_SETS
 
 RAVDESS_AV_FILE = Path("ravdess-av-au-mfcc") / "ravdess_au_mfcc.npz"
 MOSI_FILE = Path("cmu-mosi-bclstm-features") / "mosi_utterance_features.npz"
@@ -227,9 +228,6 @@ def load_mosi(root: Path | str | None = None, *, max_train: int | None = None,
                "split": f"official test videos; validation = {len(val_videos)} of the "
                         f"{len(np.unique(z['video_id_train']))} training videos (seed "
                         f"{MOSI_SPLIT_SEED})"})
-
-
-PAIRED_SETS = ("ravdess-av", "mosi")
 
 
 def load_paired(name: str, root: Path | str | None = None, *, label_set: LabelSet = "8",

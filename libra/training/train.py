@@ -26,13 +26,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
+from libra.runtime.home import artifacts_dir
 from libra.training.batches import BalancedSampler, run_batch
 from libra.training.checkpoint import build_model, save_checkpoint
 from libra.training.drkf import LossWeights, ModelSpec, drkf_losses
 from libra.training.evaluate import evaluate_sources, evaluate_subsets
 from libra.training.features import (
     MODALITY_SOURCE,
-    REPO_ROOT,
     SOURCE_MODALITY,
     SOURCES,
     FeatureSet,
@@ -41,7 +41,7 @@ from libra.training.features import (
 )
 from libra.training.late_fusion import late_fusion_loss
 
-DEFAULT_RUNS_DIR = REPO_ROOT / "artifacts" / "runs"
+DEFAULT_RUNS_DIR = artifacts_dir() / "runs"  # libra.runtime.home: never site-packages
 QUICK = {"max_train_examples_per_source": 300, "max_eval_examples_per_source": 200, "epochs": 1}
 """What `--quick` sets: a smoke run of a few hundred examples per source, one epoch."""
 
