@@ -10,6 +10,10 @@ no librosa), so the model never sees features made another way.
   once per ratio) at the exact rational ratio of the two rates (a denominator above 1000 is
   approximated: a pitch error under one part in 10^6). Samples end up float32 in [-1, 1]: NaN/inf
   in float files become 0/±1 and louder float samples are clipped, not rescaled.
+- Cost: channels x rate x duration is checked against `max_decoded_samples` from the header before
+  decoding and counted again while decoding; decoding streams (blocks mixed to mono and resampled
+  as they come, `StreamingResampler`, bit for bit what one `resample_poly` call gives), so memory
+  follows the 16 kHz output, not the input's channels and rate; `max_decode_s` bounds wall time.
 - Length: input up to `max_input_duration_s` (60 s) is accepted; features cover only the first
   `max_duration_s` (8 s): longer audio is clipped there, shorter is padded, so every clip gives the
   same `(n_mels, n_frames)` array and `valid_frames` says how many frames are real. Longer input is
@@ -23,8 +27,9 @@ no librosa), so the model never sees features made another way.
   normalisation is done here: the model normalises its input itself, using `valid_frames` to
   ignore the padding.
 - Bad input raises `MediaDecodeError("audio", code, why)`, never a decoder's own exception:
-  "empty", "too_large", "unsupported_format", "truncated", "no_channels", "too_long". A file cut
-  short that still yields some audio is accepted with what could be decoded; silence is valid input.
+  "empty", "too_large", "unsupported_format", "truncated", "no_channels", "too_long",
+  "too_many_samples", "decode_too_slow". A file cut short that still yields some audio is accepted
+  with what could be decoded; silence is valid input.
 
 Speed (measured once on the 2-core AMD EPYC development VM, numpy 2.4, scipy 1.17, PyAV 18;
 median of 50 runs; the command is in docs/inputs.md): `log_mel` of an 8 s clip about 1 ms;

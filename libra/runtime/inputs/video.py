@@ -7,9 +7,13 @@ face encoder never sees crops made another way.
   AVI, animated GIF and anything else FFmpeg demuxes and decodes. A first pass only demuxes (no
   decoding: it is cheap) to count the frames and read their timestamps, which gives the clip's true
   duration even when the header has none (browser-recorded WebM) and lets an over-long clip be
-  refused before any decoding. The second pass decodes every frame (inter-coded video has to be)
-  but converts only the chosen ones to grayscale, so memory holds `n_frames` frames whatever the
-  clip's length.
+  refused before any decoding; it also notes the keyframes. The second pass decodes only what
+  reaching the chosen frames needs: from the keyframe at or before each (seeking there) up to it,
+  stopping after the last, and converts only the chosen ones to grayscale, so memory holds
+  `n_frames` frames whatever the clip's length. The frames and pixels of that plan are checked
+  against `max_decoded_frames` / `max_decoded_pixels` before decoding and charged again per
+  decoded frame; `max_decode_s` bounds wall time. Where the index cannot guide decoding (no
+  timestamps, a cut file) or the decoder disagrees with it, every frame is decoded, as before.
 - Sampling: the clip's time span is cut into `n_frames` equal segments and the frame on screen at
   the middle of each is taken (TSN-style segment centres, which skip the first frame that is often a
   fade-in). With constant frame rate and F frames this is frame `floor((k + 0.5) * F / n_frames)`
@@ -33,7 +37,9 @@ face encoder never sees crops made another way.
   reads, a still image, a codec with no decoder), "truncated" (a video container whose frames cannot
   be decoded: cut short or corrupt), "no_frames" (no video stream, e.g. a WAV, or a stream with no
   frames), "too_long" (longer than `max_duration_s`), "too_large_frame" (frames of more than
-  `max_pixels`). A file cut short that still yields frames is accepted with what could be decoded.
+  `max_pixels`), "too_many_frames", "too_many_pixels", "decode_too_slow" (decoding would cost more
+  than the limits above). A file cut short that still yields frames is accepted with what could be
+  decoded.
 """
 
 from __future__ import annotations
