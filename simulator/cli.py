@@ -89,7 +89,11 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
         raise click.BadParameter(f"cannot write {path}: folder {path.parent} does not exist",
                                  param_hint=option)
     if image:
-        from matplotlib.backend_bases import FigureCanvasBase
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ModuleNotFoundError:  # a simulator-only install: matplotlib is the [plot] extra
+            raise click.UsageError(f"{option} needs matplotlib: pip install 'libra-serve[plot]' "
+                                   f"(or leave {option} out)") from None
 
         kinds = FigureCanvasBase.get_supported_filetypes()
         if path.suffix.lstrip(".").lower() not in kinds:

@@ -15,17 +15,17 @@ COPY pyproject.toml README.md ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-RUN pip install '.[train]' \
+RUN pip install '.[train,cpu]' \
     && libra-model build --out /opt/libra/onnx --variant int8
 
-# --- the function: AWS's Python 3.12 base (Amazon Linux 2023, glibc 2.34 for the OpenCV and
-# PyAV wheels), the package and its dependencies in the task root, no torch.
+# --- the function: AWS's Python 3.12 base (Amazon Linux 2023; boto3 is in its runtime), the
+# package with the `lambda` extra (numpy + onnxruntime: no torch, no media decoder) in the task root.
 FROM public.ecr.aws/lambda/python:3.12
 COPY pyproject.toml README.md /tmp/src/
 COPY libra /tmp/src/libra
 COPY handlers /tmp/src/handlers
 COPY simulator /tmp/src/simulator
-RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" '/tmp/src[aws]' \
+RUN pip install --no-cache-dir --target "${LAMBDA_TASK_ROOT}" '/tmp/src[lambda]' \
     && rm -rf /tmp/src
 COPY --from=model /opt/libra/onnx/int8.onnx /opt/libra/int8.onnx
 # Read by the handler at INIT; infra/terraform sets the same on the function.

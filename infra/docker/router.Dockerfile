@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-RUN pip install '.[train]' \
+RUN pip install '.[train,cpu]' \
     && libra-model build --out /opt/libra/onnx --variant int8
 
 # --- runtime: no torch
@@ -30,7 +30,9 @@ COPY pyproject.toml README.md ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-RUN pip install '.[aws]' && cd / && rm -rf /src
+# [cpu]: the embedded fleet of the smoke test runs the model here; in AWS only Lambda and the
+# workers do, and '.[serve,aws]' would do (docs/benchmarks.md, "Installs")
+RUN pip install '.[serve,cpu,aws]' && cd / && rm -rf /src
 COPY --from=model /opt/libra/onnx /opt/libra/onnx
 RUN useradd --system --no-create-home --uid 10001 libra
 ENV LIBRA_MODEL_DIR=/opt/libra/onnx LIBRA_LOG_DIR=/tmp/libra-logs LIBRA_WORKER_CPU_PRECISION=int8

@@ -21,10 +21,10 @@ COPY pyproject.toml README.md ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-RUN pip install '.[train]' \
+RUN pip install '.[train,cpu]' \
     && libra-model build --out /opt/libra/onnx --variant fp16
 
-# --- runtime: no torch, onnxruntime-gpu in place of the CPU onnxruntime
+# --- runtime: no torch, no media decoder, onnxruntime-gpu as the only ONNX Runtime
 FROM ${PYTHON_IMAGE} AS runtime
 ARG ORT_GPU="onnxruntime-gpu[cuda,cudnn]"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
@@ -34,10 +34,9 @@ COPY pyproject.toml README.md ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-# Both wheels install the module `onnxruntime`: keep only the GPU one (docs/serving.md).
-RUN pip install . \
-    && pip uninstall -y onnxruntime \
-    && pip install "${ORT_GPU}" \
+# The `worker` extra has no ONNX Runtime of its own: the GPU one is the only one installed
+# (both wheels would write the same `onnxruntime` module).
+RUN pip install '.[worker]' "${ORT_GPU}" \
     && cd / && rm -rf /src
 # The CUDA libraries live in site-packages/nvidia/*/lib: put them on the loader's path (cuDNN
 # is opened at run time), then fail the build if the CUDA provider would miss anything but the

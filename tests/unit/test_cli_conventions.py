@@ -85,3 +85,13 @@ def test_libra_model_help_and_its_message_without_torch() -> None:
     assert "libra-model build needs torch, onnx, onnxscript, transformers" in done.stderr
     assert "pip install 'libra-serve[train,cpu]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_libra_sim_plot_without_matplotlib_names_the_extra() -> None:
+    code = ("import sys; sys.modules.update(dict.fromkeys(['matplotlib', "
+            "'matplotlib.backend_bases']))\nfrom simulator.cli import main\n"
+            "main(['--trace', 'traces/azure.csv', '--plot', 'sim.png'], 'libra-sim')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2
+    assert "--plot needs matplotlib: pip install 'libra-serve[plot]'" in done.stderr

@@ -465,7 +465,8 @@ def test_worker_image_entry_point_serves_fp16_on_the_cuda_provider() -> None:
     assert (out, model_dir) in copies_from_model(parser)
     assert "fp16" in variants  # handlers/worker.py picks fp16.onnx under CUDA
     runs = " ".join(ins["value"] for ins in final_stage(parser) if ins["instruction"] == "RUN")
-    assert "pip uninstall -y onnxruntime" in runs
+    assert "'.[worker]'" in runs  # no ONNX Runtime of its own: the GPU one is the only one
+    assert "cpu]" not in runs and "[serve" not in runs
     assert "ORT_GPU" in runs
     assert "CUDAExecutionProvider" in runs
 
