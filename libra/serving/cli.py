@@ -119,9 +119,11 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
              settings.log_level, settings.log_format)
     # log_config=None: uvicorn's own lines go through our handler (text or JSON); the access log
     # only at debug (one line per request costs the fast path, and /metrics counts requests)
+    from libra.serving.protocol import uvicorn_http
+
     uvicorn.run(create_app(settings=settings), host=host, port=port, log_config=None,
                 log_level=settings.log_level, access_log=settings.log_level == "debug",
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, http=uvicorn_http(settings.header_timeout_s))
 
 
 def is_loopback(host: str) -> bool:

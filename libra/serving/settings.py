@@ -87,6 +87,9 @@ class Settings(BaseModel):
     body_timeout_s: PositiveFloat = Field(
         30.0, description="the whole body must arrive within this, else 408 body_timeout "
         "(a client that stalls half-way holds nothing longer)")
+    header_timeout_s: PositiveFloat = Field(
+        10.0, description="a request's line and headers must arrive within this of the "
+        "connection opening or the request starting, else the connection is closed (slowloris)")
     # overload and admission (libra.serving.admission, docs/serving.md "Overload and admission")
     max_admitted_requests: PositiveInt = Field(
         64, description="requests admitted at once per router (door to answer); past it 503 "

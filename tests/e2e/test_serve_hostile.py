@@ -23,6 +23,7 @@ from tests.helpers import encode_video, encode_wav
 pytestmark = pytest.mark.e2e
 
 BODY_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def server(built_models: tuple[Path, dict], tmp_path_factory: pytest.TempPathFac
            ) -> Iterator[Server]:
     serve = Server(built_models[0], tmp_path_factory.mktemp("hostile"), "--policy", "vm-static",
                    "--policy-params", '{"fleet_size": 1}', "--initial-vms", "1",
-                   env={"LIBRA_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)})
+                   env={"LIBRA_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+                        "LIBRA_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)})
     serve.wait_for_workers(1)
     yield serve
     serve.stop()
@@ -113,7 +115,10 @@ def read_answer(sock: socket.socket) -> tuple[bytes, bool]:
     received = b""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
         if not chunk:
             return received, True
         received += chunk
@@ -142,3 +147,39 @@ def test_a_body_that_stalls_half_way_gets_408_and_others_are_served(server: Serv
         for sock in stalled:
             sock.close()
     still_serving(server)
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /predict HTTP/1.1\r\nHost: localhost\r\nConte"],
+                         ids=["nothing", "half the headers"])
+def test_a_connection_that_stalls_before_its_headers_end_is_closed(server: Server,
+                                                                   sent: bytes) -> None:
+    """uvicorn alone would hold these for ever (slowloris): closed after header_timeout_s."""
+    stalled = []
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        sock.sendall(sent)
+        stalled.append(sock)
+    try:
+        still_serving(server)  # meanwhile
+        for sock in stalled:
+            received, closed = read_answer(sock)
+            assert closed, "the connection was held open"
+            assert received == b""  # no request yet, nothing to answer
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_kept_alive_connection_serves_request_after_request(server: Server) -> None:
+    """The header timer restarts with each request: one connection that keeps working past
+    several header timeouts is kept (a raw socket, so no client reconnects behind our back)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        for _ in range(4):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while b'"alive"' not in answer:
+                chunk = sock.recv(4096)
+                assert chunk, "the server closed a working kept-alive connection"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(HEADER_TIMEOUT_S * 0.75)  # the idle gap under test: < keep-alive (5 s)
