@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -97,11 +98,12 @@ class AsyncChild:
             readers = []
             for pipe in (popen.stdout, popen.stderr):
                 reader = asyncio.StreamReader(limit=limit)
-                await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
-                                             pipe)
+                await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol,
+                                                               reader), pipe)
                 readers.append(reader)
+            # FlowControlMixin is what asyncio's own subprocess streams use for drain()
             transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, popen.stdin)  # type: ignore[attr-defined]
+                asyncio.streams.FlowControlMixin, popen.stdin)
             writer = asyncio.StreamWriter(transport, protocol, None, loop)
         except BaseException:
             popen.kill()
