@@ -6,6 +6,13 @@ loop right before the controller acts; nothing a request sees (slot heap, server
 changes between two controller ticks except by earlier requests, so this gives the same result as
 one SimPy process per request, which the `naive` mode runs as the baseline and the cross-check.
 
+Idle stretches cost next to nothing: after each decision a policy may promise (`Quiet`) that the
+ticks ahead change nothing while the fleet stays and no second exceeds a count; the controller
+then sleeps to the first tick that could matter (the promise's end, a second above the count,
+the serverless pool's next keep-warm ping, at most `_MAX_SPELL_S` ahead) and routes what arrived
+meanwhile in one pass. It never sleeps while a VM boots or drains, or when the decision stream is
+recorded; a test replays traces both ways and requires identical results.
+
 Arrivals come from a stream (`simulator/arrivals.py`) one chunk of trace time at a time, and
 service times are drawn per block of request indices, so memory does not grow with the trace:
 a request's service time depends only on its index and the seed, never on how requests were
@@ -26,7 +33,7 @@ import simpy
 
 from libra.core.lifecycle import VMState
 from libra.core.observation import FleetState, build_observation
-from libra.core.policies.base import Decision, Observation, Policy
+from libra.core.policies.base import Decision, Observation, Policy, Quiet
 from libra.core.route_rule import FIT_TOLERANCE_S, Route, choose_route
 from simulator.arrivals import ArrayStream, ArrivalStream
 from simulator.config import SimConfig
@@ -39,6 +46,9 @@ from simulator.vm_fleet import SimVM, VMFleet
 Mode = Literal["batched", "naive"]
 _VM, _SERVERLESS, _DROP = Route.VM, Route.SERVERLESS, Route.DROP
 _SERVICE_BLOCK = 1 << 16
+# A quiet spell ends at least this often: it bounds the arrivals buffered at once, and a policy
+# must see every second since its last call in its observation (history_s of them).
+_MAX_SPELL_S = 600.0
 _SERVICE_STREAM = 0x5E
 
 
@@ -114,6 +124,7 @@ class Simulation:
         on_tick: Callable[[float], None] | None = None,
         keep_requests: bool = True,
         record_ticks: bool = True,
+        skip_quiet: bool = True,
     ) -> None:
         if mode not in ("batched", "naive"):
             raise ValueError(f"unknown mode {mode!r}; valid: batched, naive")
@@ -138,7 +149,11 @@ class Simulation:
         self._quota_second = -1
         self._quota_tokens = 0.0
         self.policy_eval_s_total = 0.0
-        self.ticks = 0
+        self.ticks = 0  # ticks the controller ran (decided)
+        self.ticks_skipped = 0  # ticks a policy's Quiet promise let it sleep through
+        # sleeping through ticks needs batched routing and no per-tick record to fill
+        self._quiet_until = getattr(policy, "quiet_until", None) \
+            if skip_quiet and mode == "batched" and not record_ticks else None
         self.max_vms = 0
         self.serverless_since_tick = 0
         self._initial_booting: list[SimVM] = []
@@ -179,6 +194,7 @@ class Simulation:
         env, tick_s = self.env, self.cfg.tick_s
         k = 0
         ticks = self.rec.ticks
+        last_k = math.ceil(self.duration_s / tick_s) - 1  # the last tick before the end
         while (now := k * tick_s) < self.duration_s:
             if now > env.now:
                 yield env.timeout(now - env.now)
@@ -204,9 +220,69 @@ class Simulation:
             self.ticks += 1
             if self.on_tick is not None:
                 self.on_tick(now)
-            k += 1
+            next_k = k + 1
+            if self._quiet_until is not None and k < last_k:
+                next_k = self._after_quiet_spell(k, obs, decision, last_k)
+                self.ticks_skipped += next_k - k - 1
+            k = next_k
         if self.mode == "batched":
             self._dispatch_before(math.inf)
+
+    def _after_quiet_spell(self, k: int, obs: Observation, decision: Decision,
+                           last_k: int) -> int:
+        """The next tick that must run after tick `k`: `k + 1`, or later when the policy
+        promised quiet (`Quiet`) and nothing in the engine acts at the ticks in between."""
+        counts = self.fleet.counts
+        ready, booting, draining = (counts[VMState.READY], counts[VMState.BOOTING],
+                                    counts[VMState.DRAINING])
+        if (ready, booting, draining) != (obs.vms_ready, obs.vms_booting, obs.vms_draining):
+            obs = obs.replace(vms_ready=ready, vms_booting=booting, vms_draining=draining)
+        assert self._quiet_until is not None
+        quiet: Quiet | None = self._quiet_until(obs, decision)
+        # A VM becoming ready or stopping changes only the counts a policy sees (requests see
+        # the slot heap, where a booting VM's slots are free from its ready time on, and a
+        # draining VM's were dropped when it stopped), so a policy blind to them sleeps on.
+        if quiet is None or ((booting or draining) and not quiet.fleet_blind):
+            return k + 1
+        tick_s = self.cfg.tick_s
+        # the call that ends the spell must itself come before `until_s`
+        spell_s = min(_MAX_SPELL_S, float(self.cfg.history_s))
+        stop = min(last_k, k + math.floor(spell_s / tick_s))
+        if math.isfinite(quiet.until_s):
+            stop = min(stop, math.ceil(quiet.until_s / tick_s))
+        while stop > k and stop * tick_s >= quiet.until_s:
+            stop -= 1
+        if decision.serverless_warm > 0:
+            # keep-warm pings must happen at the ticks they would have: skip only ticks before
+            # the first one that could ping (or start) an instance
+            ping_s = self.pool.next_keep_warm_s(k * tick_s, decision.serverless_warm)
+            while stop > k + 1 and (stop - 1) * tick_s >= ping_s:
+                stop -= 1
+        if stop <= k + 1:
+            return k + 1
+        if math.isfinite(quiet.max_arrivals_per_s):
+            stop = self._first_tick_seeing_more(k, stop, quiet.max_arrivals_per_s)
+        return max(stop, k + 1)
+
+    def _first_tick_seeing_more(self, k: int, stop: int, limit: float) -> int:
+        """`stop`, or the first tick after `k` whose observation holds a second with more than
+        `limit` arrivals, whichever is earlier."""
+        tick_s = self.cfg.tick_s
+        self._load_until(stop * tick_s, keep=True)
+        first = self._whole_seconds(k * tick_s)
+        last = self._whole_seconds((stop - 1) * tick_s)  # seen by the skipped ticks
+        seen = self.per_second[first:last]
+        if not seen or max(seen) <= limit:
+            return stop
+        second = first + next(i for i, n in enumerate(seen) if n > limit)
+        tick = k + 1
+        while self._whole_seconds(tick * tick_s) <= second:
+            tick += 1
+        return tick
+
+    def _whole_seconds(self, now_s: float) -> int:
+        """How many whole seconds the observation at `now_s` holds (as `_observe` counts)."""
+        return min(math.floor(now_s + 1e-9), self.n_seconds)
 
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         """Naive mode: each request is its own SimPy process, started at its arrival time."""

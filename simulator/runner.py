@@ -67,7 +67,8 @@ def initial_fleet(policy: Policy, stream: ArrivalStream, cfg: SimConfig) -> int:
 
 
 def _advance(bar: tqdm, tick_s: float) -> Callable[[float], None]:
-    return lambda _now_s: bar.update(tick_s)
+    # the controller may sleep through quiet ticks: move the bar to the tick, not by one
+    return lambda now_s: bar.update(now_s + tick_s - bar.n)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class _Job:
     trace_name: str
     preset: str
     progress: bool = False
+    skip_quiet: bool = True
 
 
 def _run_one(job: _Job, name: str) -> PolicyRun:
@@ -95,6 +97,7 @@ def _run_one(job: _Job, name: str) -> PolicyRun:
             on_tick=_advance(bar, job.cfg.tick_s) if job.progress else None,
             keep_requests=job.keep_requests,
             record_ticks=job.record_ticks,
+            skip_quiet=job.skip_quiet,
         ).run()
     result = summarise(name, sim, trace=job.trace_name, preset=job.preset)
     return PolicyRun(result, sim.rec.ticks, job.cfg.tick_s, time.perf_counter() - started,
@@ -125,13 +128,15 @@ def run_policies(
     workers: int = 1,
     trace_name: str = "",
     preset: str = "",
+    skip_quiet: bool = True,
 ) -> list[PolicyRun]:
     """Replay the same arrivals through each named policy and summarise each run.
 
     `keep_requests=False` keeps no per-request arrays (memory flat in the trace length);
     `record_ticks=False` keeps no per-tick decision stream either (no plot, timeline or
     decisions file then). `workers > 1` runs that many policies at once in forked processes
-    (their `sim` is then None).
+    (their `sim` is then None). `skip_quiet=False` makes the controller run every tick even
+    where the policy promised nothing changes (the reference the skipping is tested against).
     """
     cfg = cfg or SimConfig()
     params = params or {}
@@ -139,7 +144,7 @@ def run_policies(
         policy_class(name)  # fail on a bad name before any work
     stream = _as_stream(arrivals, duration_s)
     job = _Job(stream, cfg, params, mode, keep_requests, record_ticks,
-               trace_name or stream.name, preset, progress and workers <= 1)
+               trace_name or stream.name, preset, progress and workers <= 1, skip_quiet)
     for name in names:
         build_policy(name, stream, cfg, params.get(name))  # bad parameters fail here, too
     # a fresh process per policy, so each run's peak memory is its own

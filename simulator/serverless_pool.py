@@ -134,6 +134,21 @@ class ServerlessPool:
             self.warm_invocations += 1
             missing -= 1
 
+    def next_keep_warm_s(self, now_s: float, target: int) -> float:
+        """A time before which `keep_warm(t, target)` does nothing but `release(t)`, if it was
+        just called at `now_s` and only requests come in between (`now_s` itself: something is
+        missing). Only a ping starts anything then, and the first ping is due when the warm set's
+        oldest instance has been idle half its keep-alive; requests never make that instance
+        older (they take the newest idle, and return as the newest) and an instance that joins
+        later is idle from after `now_s`. The simulator sleeps through the ticks before it."""
+        self.release(now_s)
+        busy, idle = len(self.busy_until), len(self.idle_since)
+        if busy + idle < target:
+            return now_s
+        keep = target - busy
+        oldest_s = min(self.idle_since[idle - keep], now_s) if keep > 0 else now_s
+        return oldest_s + self.cfg.keep_alive_s / 2.0 - 1e-6
+
     def _take_token(self, now_s: float) -> bool:
         cfg = self.cfg
         self.tokens = min(

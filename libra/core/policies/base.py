@@ -8,6 +8,7 @@ the very same object, and a test can drive it with a hand-written timeline.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
@@ -117,6 +118,41 @@ class Decision:
     def hold_fleet(cls, current_vms: int, reason: str, **kwargs: object) -> Decision:
         """Keep the fleet as it is: the answer to missing or stale data."""
         return cls(target_vms=current_vms, reason=reason, hold=True, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A policy's promise that the ticks ahead change nothing, so a driver may skip them.
+
+    `quiet_until(obs, decision)` returns one right after `decide(obs)` returned `decision` and the
+    driver applied it, with `obs` showing the fleet as it then is (no VM booting or draining).
+    It promises, as long as that fleet stays as it is (or whatever it does, with `fleet_blind`:
+    the policy reads no VM counts) and no second brings more than `max_arrivals_per_s`
+    requests:
+
+    - `decide` at any tick before `until_s` would return a decision with the same effect
+      (target, quota, split, spill, use of VMs, warm instances; the reason and signals may differ);
+    - skipping some of those calls and calling `decide` once at a later tick before `until_s`
+      (its observation holds every second since the last call) leaves the policy exactly as the
+      skipped calls would have, so every later decision is the same too.
+
+    The simulator uses it to make idle stretches cost next to nothing; a test replays traces
+    tick by tick and skipping, and requires identical results. The live controller calls
+    `decide` every tick and never asks. `obs` may show VMs booting or draining (the promise
+    can then only be `fleet_blind`).
+    """
+
+    until_s: float
+    max_arrivals_per_s: float = math.inf
+    fleet_blind: bool = False
+
+    # Policies compare times with a 1e-9 tolerance; a promise ends this much before the tick
+    # where such a comparison could tip, so float rounding can never make a skipped tick due.
+    MARGIN_S: ClassVar[float] = 1e-6
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.until_s) or math.isnan(self.max_arrivals_per_s):
+            raise ValueError("Quiet needs numbers, not NaN")
 
 
 @runtime_checkable

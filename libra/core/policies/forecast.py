@@ -41,23 +41,30 @@ class HoltFit:
 
 
 def holt_damped(series: Sequence[float]) -> HoltFit | None:
-    """Fit Holt's damped trend to `series` (oldest first); None with fewer than 3 points."""
-    y = np.asarray(series, dtype=np.float64)
-    if y.size < 3:
+    """Fit Holt's damped trend to `series` (oldest first); None with fewer than 3 points.
+
+    Plain Python floats rather than numpy scalars: the same IEEE operations in the same order
+    (a test checks the fits are bit-identical to the numpy-scalar loop), several times faster.
+    """
+    y = [float(x) for x in series]
+    if len(y) < 3:
         return None
+    first, rest = y[0], y[1:]
     best: HoltFit | None = None
     for alpha in _ALPHAS:
+        keep_level = 1 - alpha
         for beta in _BETAS:
-            level, trend, sse = y[0], y[1] - y[0], 0.0
-            for x in y[1:]:
+            keep_trend = (1 - beta) * DAMPING
+            level, trend, sse = first, y[1] - first, 0.0
+            for x in rest:
                 predicted = level + DAMPING * trend
                 sse += (x - predicted) ** 2
-                new_level = alpha * x + (1 - alpha) * predicted
-                trend = beta * (new_level - level) + (1 - beta) * DAMPING * trend
+                new_level = alpha * x + keep_level * predicted
+                trend = beta * (new_level - level) + keep_trend * trend
                 level = new_level
-            rmse = math.sqrt(sse / (y.size - 1))
+            rmse = math.sqrt(sse / (len(y) - 1))
             if best is None or rmse < best.rmse - 1e-12:
-                best = HoltFit(float(level), float(trend), alpha, beta, rmse)
+                best = HoltFit(level, trend, alpha, beta, rmse)
     return best
 
 

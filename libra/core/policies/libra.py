@@ -39,11 +39,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
-from libra.core.policies.steps import break_even_rps, clamp, vms_paying_off
+from libra.core.policies.base import Decision, Observation, Quiet
+from libra.core.policies.steps import break_even_rps, clamp, largest_count, vms_paying_off
 
 _EPS = 1e-9
 _POISSON_Z = 3.0  # margin for arrivals bunching inside a second: 3 sd of a Poisson count
+_COUNT_CEILING = 1 << 40  # no second brings more requests than this
 
 
 @dataclass
@@ -64,6 +65,8 @@ class Libra:
     # (minute, warm instances needed at the peak of that minute), newest last
     _warm_peaks: deque[tuple[int, int]] = field(default_factory=deque, init=False, repr=False)
     _seen_until_s: int = field(default=0, init=False, repr=False)
+    # quiet bounds by what they depend on (see quiet_until)
+    _bounds: dict[tuple[object, ...], int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("period_s", "interval_s"):
@@ -104,6 +107,80 @@ class Libra:
             signals={**self._signals, "serverless_warm": float(warm)},
         )
 
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet | None:
+        """Between intervals, within the minute, while the warm pool and (at 0 VMs) the
+        cold-start branch cannot change: see `Quiet`. Each bound below is the largest
+        per-second count for which this policy's own arithmetic keeps the decision."""
+        if self._last_decide_s is None or not obs.arrivals_per_s or obs.vms_booting or \
+                obs.vms_draining or obs.vms_ready != self._target or \
+                decision.target_vms != self._target:
+            return None
+        now_whole = math.floor(obs.now_s + _EPS)
+        # warm peaks are kept per minute (and libra-forecast's buckets close on the minute)
+        until_s = min(self._last_decide_s + self.interval_s, 60.0 * (now_whole // 60 + 1))
+        bound = _COUNT_CEILING
+        if self._warm_on(obs):
+            peak = max((n for _, n in self._warm_peaks), default=0)
+            # a sizing after the warm target was set (libra-forecast's ratio) moves it next tick
+            if self._warm_for_peak(peak, obs) != decision.serverless_warm:
+                return None
+            capacity_rps, service_s = obs.vms_ready * obs.vm_capacity_rps, obs.serverless_service_s
+            key: tuple[object, ...] = ("warm", peak, capacity_rps, service_s)
+            if key not in self._bounds:
+                self._bounds[key] = largest_count(
+                    lambda x: _instances_for(x, capacity_rps, service_s) <= peak, 0,
+                    math.floor(capacity_rps + peak / service_s) + 2)
+            bound = self._bounds[key]
+        if self._target == 0:  # the cold-start branch sizes the fleet at every arrival
+            if self.min_vms > 0 or not self._quiet_cold_ok():
+                return None
+            key = ("cold", self._scaled(1), obs.vm_capacity_rps, obs.vm_price_per_s_usd,
+                   obs.serverless_cost_per_request_usd, obs.vm_boot_s, obs.vm_min_billing_s,
+                   obs.serverless_concurrency_limit, obs.serverless_service_s)
+            if key not in self._bounds:
+                self._bounds[key] = self._cold_bound(obs)
+            cold_bound = self._bounds[key]
+            window = obs.arrivals_per_s[-max(1, round(self.period_s)):]
+            if max(window) > cold_bound:
+                return None
+            bound = min(bound, cold_bound)
+        if len(self._bounds) > 256:  # a memo, not a history: keep it small
+            self._bounds.clear()
+        return Quiet(until_s - Quiet.MARGIN_S, float(bound))
+
+    def _quiet_cold_ok(self) -> bool:
+        """Whether sizing at a cold start would leave this policy's state as it is."""
+        return True
+
+    def _scaled(self, count: int) -> float:
+        """One second's count as `_planning_window` gives it to the sizing."""
+        return float(count)
+
+    def _cold_bound(self, obs: Observation) -> int:
+        """The largest count such that `_size` gives 0 VMs for any window of counts none above
+        it: the first VM's load (a mean of clipped counts) stays below its start bar, and
+        nothing is left over for the throttle floor. 1e-12 covers the mean's rounding above
+        its largest term."""
+        capacity = obs.vm_capacity_rps
+        r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
+        billed_s = max(obs.vm_boot_s + self.period_s, obs.vm_min_billing_s)
+        start_rps = r_star * billed_s / self.period_s
+        limited = obs.serverless_concurrency_limit > 0 and obs.serverless_service_s > 0
+        serverless_rps = obs.serverless_concurrency_limit / obs.serverless_service_s \
+            if limited else math.inf
+
+        def holds(count: int) -> bool:
+            value = self._scaled(count)
+            no_vm = self.max_vms <= 0 or value <= 0 or \
+                min(value, capacity) * (1.0 + 1e-12) + _EPS < start_rps
+            return no_vm and value <= serverless_rps
+
+        per_count = self._scaled(1)
+        limit = serverless_rps if self.max_vms <= 0 else min(start_rps, serverless_rps)
+        top = math.floor(limit / per_count) + 2 \
+            if per_count > 0 and limit / per_count < _COUNT_CEILING else _COUNT_CEILING
+        return largest_count(holds, 0, top)
+
     # -- VM fleet --------------------------------------------------------------------------------
     def _planning_window(self, obs: Observation) -> tuple[float, ...]:
         """The per-second rates the fleet is sized for: the last period, as it happened."""
@@ -129,6 +206,8 @@ class Libra:
         if obs.serverless_concurrency_limit <= 0 or obs.serverless_service_s <= 0:
             return 0
         serverless_rps = obs.serverless_concurrency_limit / obs.serverless_service_s
+        if max(window) <= serverless_rps:
+            return 0  # every term below is 0.0 (the usual case, without the loop)
         excess = sum(max(0.0, x - serverless_rps) for x in window) / len(window)
         return math.ceil(excess / obs.vm_capacity_rps - _EPS) if excess > 0 else 0
 
@@ -149,8 +228,7 @@ class Libra:
 
     def _warm_target(self, obs: Observation) -> int:
         """Instances the spill needed at its peak over the warm horizon (0 if cold is harmless)."""
-        if obs.serverless_cold_start_s + obs.serverless_service_s <= obs.sla_s or \
-                obs.serverless_service_s <= 0 or self.warm_horizon_s == 0:
+        if not self._warm_on(obs):
             return 0
         now_whole = math.floor(obs.now_s + _EPS)
         new = min(len(obs.arrivals_per_s), now_whole - self._seen_until_s)
@@ -158,9 +236,8 @@ class Libra:
         capacity_rps = obs.vms_ready * obs.vm_capacity_rps
         peaks = self._warm_peaks
         if new > 0:
-            spill = max(0.0, max(obs.arrivals_per_s[-new:]) - capacity_rps)
-            need = spill * obs.serverless_service_s
-            need = math.ceil(need + _POISSON_Z * math.sqrt(need) - _EPS) if need > 0 else 0
+            need = _instances_for(max(obs.arrivals_per_s[-new:]), capacity_rps,
+                                  obs.serverless_service_s)
             minute = now_whole // 60
             if peaks and peaks[-1][0] == minute:
                 peaks[-1] = (minute, max(peaks[-1][1], need))
@@ -169,7 +246,25 @@ class Libra:
         horizon_min = math.ceil(self.warm_horizon_s / 60.0)
         while peaks and peaks[0][0] <= now_whole // 60 - horizon_min:
             peaks.popleft()
-        warm = math.ceil(max((n for _, n in peaks), default=0) * self._warm_scale(obs) - _EPS)
+        return self._warm_from_peaks(obs)
+
+    def _warm_from_peaks(self, obs: Observation) -> int:
+        return self._warm_for_peak(max((n for _, n in self._warm_peaks), default=0), obs)
+
+    def _warm_for_peak(self, peak: int, obs: Observation) -> int:
+        warm = math.ceil(peak * self._warm_scale(obs) - _EPS)
         if obs.serverless_concurrency_limit > 0:
             warm = min(warm, obs.serverless_concurrency_limit)
         return warm
+
+    def _warm_on(self, obs: Observation) -> bool:
+        """Whether warm instances matter: a cold start breaks the SLA (and a horizon is set)."""
+        return not (obs.serverless_cold_start_s + obs.serverless_service_s <= obs.sla_s
+                    or obs.serverless_service_s <= 0 or self.warm_horizon_s == 0)
+
+
+def _instances_for(count: int, capacity_rps: float, service_s: float) -> int:
+    """Serverless instances a second of `count` requests needs above the VMs' capacity."""
+    spill = max(0.0, count - capacity_rps)
+    need = spill * service_s
+    return math.ceil(need + _POISSON_Z * math.sqrt(need) - _EPS) if need > 0 else 0

@@ -46,6 +46,13 @@ class LibraForecast(Libra):
     _bucket_now: float = field(default=0.0, init=False, repr=False)
     _folded_until_s: int = field(default=0, init=False, repr=False)
     _ratio: float = field(default=1.0, init=False, repr=False)
+    # memos: the forecast changes only when a bucket closes (once a minute), the seasonal
+    # index only when a whole season has been seen; without them a cold start re-fitted the
+    # same buckets at every second with an arrival
+    _ratio_buckets: int = field(default=-1, init=False, repr=False)
+    _forecast_memo: tuple[tuple[int, float], float] | None = field(default=None, init=False,
+                                                                   repr=False)
+    _season_memo: tuple[int, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,14 +78,23 @@ class LibraForecast(Libra):
         self._folded_until_s = max(self._folded_until_s, now_whole)
 
     def _forecast_ratio(self, obs: Observation) -> float:
-        """Highest forecast rate over the decision's time in force / the current level."""
+        """Highest forecast rate over the decision's time in force / the current level.
+
+        A function of the closed buckets and the boot delay only, so it is computed once per
+        bucket and remembered (the same number each time, fewer fits)."""
+        key = (len(self._buckets), obs.vm_boot_s)
+        if self._forecast_memo is None or self._forecast_memo[0] != key:
+            self._forecast_memo = (key, self._fit_ratio(obs))
+        return self._forecast_memo[1]
+
+    def _fit_ratio(self, obs: Observation) -> float:
         recent = self._buckets[-self.fit_buckets:]
         fit = holt_damped(recent)
         if fit is None or fit.level <= 0:
             return 1.0
         horizon_buckets = (obs.vm_boot_s + self.interval_s) / self.bucket_s
         season = round(self.season_s / self.bucket_s)
-        index = seasonal_index(self._buckets, season) if season > 0 else None
+        index = self._seasonal_index(season) if season > 0 else None
         now_bucket = len(self._buckets)
         base = fit.level / self._season_at(index, season, now_bucket - 1)
         peak = 0.0
@@ -89,6 +105,13 @@ class LibraForecast(Libra):
         ratio = peak / fit.level
         return ratio if self.follow_falls else max(1.0, ratio)
 
+    def _seasonal_index(self, season: int) -> np.ndarray:
+        """`seasonal_index` of the buckets, which changes only when a whole season closes."""
+        whole = len(self._buckets) // season
+        if self._season_memo is None or self._season_memo[0] != whole:
+            self._season_memo = (whole, seasonal_index(self._buckets, season))
+        return self._season_memo[1]
+
     @staticmethod
     def _season_at(index: np.ndarray | None, season: int, bucket: int) -> float:
         if index is None or season <= 0:
@@ -97,6 +120,7 @@ class LibraForecast(Libra):
 
     def _size(self, obs: Observation) -> int:
         self._ratio = self._forecast_ratio(obs)
+        self._ratio_buckets = len(self._buckets)
         size = super()._size(obs)
         self._signals["forecast_ratio"] = self._ratio
         return size
@@ -110,3 +134,11 @@ class LibraForecast(Libra):
 
     def _warm_scale(self, obs: Observation) -> float:
         return max(1.0, self._ratio)
+
+    def _quiet_cold_ok(self) -> bool:
+        # a cold-start sizing sets the ratio from the buckets: no change if it already has
+        # (the buckets do not close within the minute a quiet spell is limited to)
+        return self._ratio_buckets == len(self._buckets)
+
+    def _scaled(self, count: int) -> float:
+        return float(count) if abs(self._ratio - 1.0) < 1e-6 else count * self._ratio

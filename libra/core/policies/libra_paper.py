@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation, Quiet
 
 _EPS = 1e-9
 
@@ -101,6 +101,17 @@ class LibraPaper:
             signals={"mean_rps": self._mean, "dev_rps": self._dev,
                      "share_rps": float(self._vm_share), "quota_rps": float(self._quota)},
         )
+
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet | None:
+        """Between periods (and before a held quota is raised) the fleet and the quota stay,
+        whatever the VMs do (the quota is raised by a counter, not by watching them); the mean
+        and deviation fold every second of a later call in order (see `Quiet`)."""
+        if self._mean is None or self._next_decision_s is None:
+            return None
+        until_s = self._next_decision_s
+        if self._raise_at_s is not None:
+            until_s = min(until_s, self._raise_at_s)
+        return Quiet(until_s - Quiet.MARGIN_S, fleet_blind=True)
 
     def _set_quota(self) -> None:
         self._n_vms_in_force = self._n_vms

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation, Quiet
 from libra.core.policies.steps import clamp, vms_for_rate
 
 
@@ -57,3 +57,10 @@ class Mark:
             signals={"forecast_rps": forecast_rps, "raw_target": float(raw)},
         )
         return self._last_decision
+
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet | None:
+        """Until the next interval `decide` hands back its last decision, whatever the VMs do
+        (see `Quiet`)."""
+        if self._last_decide_s is None or self._last_decision is None:
+            return None
+        return Quiet(self._last_decide_s + self.interval_s - Quiet.MARGIN_S, fleet_blind=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation, Quiet
 
 
 @dataclass
@@ -16,3 +17,7 @@ class ServerlessOnly:
 
     def decide(self, obs: Observation) -> Decision:
         return Decision(target_vms=0, reason="serverless only", use_vms=False)
+
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet:
+        """Always: every request goes to serverless, nothing is remembered (see `Quiet`)."""
+        return Quiet(math.inf, fleet_blind=True)

@@ -7,7 +7,7 @@ limiting how fast the fleet moves, waiting before acting) is shared here and tes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,3 +170,19 @@ def vms_paying_off(
             break
         n = k
     return n
+
+
+def largest_count(holds: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest whole count in [lo, hi] for which `holds` (true up to some count, false
+    after it) is true; `lo - 1` if it holds for none. Policies use it to turn "the decision
+    stays as it is" into a per-second arrival bound with their own arithmetic, so the bound is
+    exact, not a re-derived formula that could round the other way."""
+    if lo > hi or not holds(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -9,11 +9,18 @@ window without the condition. Scale-up acts after `upscale_delay_s`, scale-down 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
-from libra.core.policies.steps import ScaleDelay, clamp, limit_rate, vms_for_rate
+from libra.core.policies.base import Decision, Observation, Quiet
+from libra.core.policies.steps import (
+    ScaleDelay,
+    clamp,
+    largest_count,
+    limit_rate,
+    vms_for_rate,
+)
 
 
 @dataclass
@@ -84,6 +91,27 @@ class VMReactive:
                 "raw_target": float(raw),
             },
         )
+
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet | None:
+        """At the fleet's floor, not panicking, no scale pending: while no second brings more
+        than a load the current fleet carries at its target utilisation, neither window can
+        ask for more VMs nor panic, and the floor forbids fewer (see `Quiet`)."""
+        current = obs.vms_active
+        if self._panic_since_s is not None or self._delay.pending_since_s is not None or \
+                obs.vms_booting or obs.vms_draining or not obs.arrivals_per_s or \
+                current != self.min_vms or decision.target_vms != current or \
+                decision.spill_to_serverless:
+            return None
+        capacity_rps, utilisation = obs.vm_capacity_rps, self.target_utilisation
+
+        def carried(count: int) -> bool:
+            return vms_for_rate(count, capacity_rps, utilisation) <= current
+
+        bound = largest_count(carried, 0, math.ceil(current * capacity_rps) + 1)
+        window = obs.arrivals_per_s[-max(1, round(self.stable_window_s)):]
+        if max(window) > bound:
+            return None
+        return Quiet(math.inf, float(bound))
 
     def _spill(self, obs: Observation) -> bool:
         return self.spills_while_changing and (obs.vms_booting > 0 or obs.vms_draining > 0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from libra.core.policies.base import Decision, Observation
+from libra.core.policies.base import Decision, Observation, Quiet
 from libra.core.policies.steps import vms_for_rate
 
 
@@ -34,3 +35,7 @@ class VMStatic:
             reason=f"fixed fleet of {self.fleet_size} sized for the peak",
             spill_to_serverless=False,
         )
+
+    def quiet_until(self, obs: Observation, decision: Decision) -> Quiet:
+        """Always: the fleet is fixed and nothing is remembered (see `Quiet`)."""
+        return Quiet(math.inf, fleet_blind=True)
