@@ -45,8 +45,8 @@ STATUS_OF_CODE = {"too_large": 413, "too_long": 413, "too_large_frame": 413,
                   "decode_too_slow": 413, "unsupported_format": 415}
 """HTTP status of each `MediaDecodeError.code`; the rest are 422. The decode-cost limits are 413
 like the size limits: the input asks for more work than a request may have, and sending the same
-bytes again fails the same way (`decode_too_slow` too: its budget is several times what the
-header checks let through, so it means a file costlier than its headers say, not a busy server)."""
+bytes again fails the same way (`decode_too_slow` too: its 10 s is past the slowest decode the
+counts let through, so it means a file costlier per pixel than camera video; docs/inputs.md)."""
 INLINE_JSON_BYTES = 64 * 1024
 """JSON bodies up to this are parsed on the event loop; larger ones (base64 media: 25 MiB takes
 0.1-0.5 s) in the decode pool, so the loop keeps answering."""
@@ -199,8 +199,8 @@ async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket
                               f"retries it allows", request_id)
     latency_s = time.perf_counter() - started
     if routed.backend == "serverless":
-        svc.cost.on_serverless(float(routed.body.get("infer_ms", 0.0)) / 1000
-                               + float(routed.body.get("init_ms", 0.0)) / 1000)
+        svc.cost.on_serverless(float(routed.body.get("infer_ms", 0.0)) / 1000,
+                               init_s=float(routed.body.get("init_ms", 0.0)) / 1000)
         svc.metrics.cold_starts.inc(routed.cold_start)
     svc.metrics.requests.labels(routed.backend, "200").inc()
     svc.metrics.latency.labels(routed.backend).observe(latency_s)
