@@ -1,9 +1,11 @@
 # One ECR repository per image (infra/docker/<image>.Dockerfile), keeping the last few images.
+# Tags are immutable and every consumer pulls by digest (repository@sha256:...): re-pushing a tag
+# cannot change what new workers boot while Lambda and the router keep the old bytes.
 
 locals {
   images = toset(["router", "worker", "lambda"])
 
-  image_uri = { for k, repo in aws_ecr_repository.image : k => "${repo.repository_url}:${var.image_tag}" }
+  image_uri = { for k, repo in aws_ecr_repository.image : k => "${repo.repository_url}@${var.image_digests[k]}" }
   registry  = split("/", aws_ecr_repository.image["worker"].repository_url)[0]
 }
 
@@ -11,7 +13,7 @@ resource "aws_ecr_repository" "image" {
   for_each = local.images
 
   name                 = "${var.name}-${each.key}"
-  image_tag_mutability = "MUTABLE"
+  image_tag_mutability = "IMMUTABLE"
   force_delete         = var.ecr_force_delete
 
   image_scanning_configuration {

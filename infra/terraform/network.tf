@@ -1,12 +1,14 @@
 # The network: a created VPC (default) or an existing one (var.vpc_id), and who may talk to whom.
 #
-#   internet -> ALB :80/:443 -> router tasks :router_port -> workers :worker_port (private IPs)
-#                               router tasks, workers      -> Redis :6379
+#   internet -> ALB :443 (:80 redirects) -> router tasks :router_port -> workers :worker_port
+#               ALB (health checks only)  -> workers :worker_port /readyz
+#                               router tasks, workers      -> Redis :6379 (TLS, AUTH)
 #                               router tasks, workers      -> AWS APIs :443 (ECR, Auto Scaling,
 #                                                             Lambda, CloudWatch Logs)
 #
 # Nothing else is open: workers and router tasks take no traffic from the internet even in
-# public subnets, and no SSH port exists (Session Manager instead, var.worker_ssm_access).
+# public subnets, and no SSH port exists (Session Manager instead, var.worker_ssm_access). The
+# created VPC's default security group has no rules at all (aws_default_security_group below).
 
 data "aws_availability_zones" "available" {
   count = local.create_vpc ? 1 : 0
@@ -41,6 +43,15 @@ resource "aws_vpc" "this" {
   enable_dns_hostnames = true
 
   tags = { Name = var.name }
+}
+
+# Terraform takes over the VPC's default security group and removes all its rules: anything
+# launched without a group of ours gets no traffic in or out.
+resource "aws_default_security_group" "this" {
+  count = local.create_vpc ? 1 : 0
+
+  vpc_id = aws_vpc.this[0].id
+  tags   = { Name = "${var.name}-default-closed" }
 }
 
 resource "aws_internet_gateway" "this" {
@@ -177,6 +188,8 @@ resource "aws_security_group" "redis" {
 }
 
 locals {
+  # Port 80 either redirects to 443 or, with allow_plain_http and no certificate, serves the API
+  # (router.tf). The workers' health-check listener (workers.tf) gets no ingress rule at all.
   alb_ports = var.certificate_arn == null ? [80] : [80, 443]
   alb_ingress = {
     for pair in setproduct(var.router_ingress_cidrs, local.alb_ports) : "${pair[0]}:${pair[1]}" => {
@@ -204,6 +217,26 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_router" {
   ip_protocol                  = "tcp"
   from_port                    = var.router_port
   to_port                      = var.router_port
+}
+
+# The ALB health-checks the workers' /readyz (the group's ELB health check, workers.tf); no
+# client request reaches a worker through the ALB (the listener rule can never match).
+resource "aws_vpc_security_group_egress_rule" "alb_to_worker" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "worker health checks"
+  referenced_security_group_id = aws_security_group.worker.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.worker_port
+  to_port                      = var.worker_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "worker_from_alb" {
+  security_group_id            = aws_security_group.worker.id
+  description                  = "ALB health checks"
+  referenced_security_group_id = aws_security_group.alb.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.worker_port
+  to_port                      = var.worker_port
 }
 
 resource "aws_vpc_security_group_ingress_rule" "router_from_alb" {

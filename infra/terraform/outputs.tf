@@ -1,6 +1,6 @@
 output "router_url" {
   description = "Where clients POST /predict (the ALB)."
-  value       = "${var.certificate_arn == null ? "http" : "https"}://${aws_lb.router.dns_name}"
+  value       = "${local.router_scheme}://${aws_lb.router.dns_name}"
 }
 
 output "lambda_function_name" {
@@ -13,9 +13,24 @@ output "asg_name" {
   value       = aws_autoscaling_group.workers.name
 }
 
-output "redis_url" {
-  description = "Shared rate store and worker registry (LIBRA_REDIS_URL); reachable only from inside the VPC."
-  value       = local.redis_url
+output "redis_endpoint" {
+  description = "Shared rate store and worker registry, without its AUTH token; reachable only from inside the VPC. The full LIBRA_REDIS_URL is in the secret router_secrets[\"LIBRA_REDIS_URL\"]."
+  value       = local.redis_endpoint
+}
+
+output "router_secrets" {
+  description = "Secrets Manager ARNs of the settings the router reads from secrets (LIBRA_API_KEYS, LIBRA_REDIS_URL): what a libra-serve run elsewhere needs besides router_env."
+  value       = local.router_secrets
+}
+
+output "public_paths" {
+  description = "The only paths the public listener forwards to the router; everything else answers 404 at the ALB."
+  value       = local.public_paths
+}
+
+output "alerts_topic_arn" {
+  description = "SNS topic of every alarm (alert_email is subscribed: confirm the mail)."
+  value       = aws_sns_topic.alerts.arn
 }
 
 output "media_bucket" {
@@ -24,7 +39,7 @@ output "media_bucket" {
 }
 
 output "ecr_repositories" {
-  description = "Repository URL per image: push infra/docker/<key>.Dockerfile builds here, tagged image_tag."
+  description = "Repository URL per image: push infra/docker/<key>.Dockerfile builds here (tags are immutable; deploy with their digests, image_digests)."
   value       = { for k, repo in aws_ecr_repository.image : k => repo.repository_url }
 }
 

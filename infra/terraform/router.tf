@@ -59,6 +59,15 @@ data "aws_iam_policy_document" "router_execution" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.router.arn}:*"]
   }
+
+  # ECS reads the secrets into the container's environment at start (secrets.tf). A secret
+  # given in api_keys_secret_arn that is encrypted with a customer-managed key also needs
+  # kms:Decrypt on that key for this role.
+  statement {
+    sid       = "ReadStartSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = values(local.router_secrets)
+  }
 }
 
 resource "aws_iam_role_policy" "router_execution" {
@@ -122,7 +131,18 @@ locals {
     LIBRA_LAMBDA_FUNCTION       = aws_lambda_function.infer.function_name
     LIBRA_SERVERLESS_MEMORY_MB  = var.lambda_memory_mb
     LIBRA_SERVERLESS_DURATION_S = var.lambda_billed_duration_s
-    LIBRA_REDIS_URL             = local.redis_url
+    # LIBRA_REDIS_URL and LIBRA_API_KEYS come from Secrets Manager (local.router_secrets).
+  }
+
+  # Where the router's own metrics go: CloudWatch extracts metrics from log lines in the
+  # embedded metric format (EMF) that the container prints to stdout (awslogs driver). The
+  # contract the alarms rely on (alarms.tf, infra/README.md, "Metrics"): namespace
+  # AWS_EMF_NAMESPACE, dimension ServiceName = AWS_EMF_SERVICE_NAME; these are the variable
+  # names the aws-embedded-metrics library reads.
+  router_metrics_env = {
+    AWS_EMF_NAMESPACE    = local.metrics_namespace
+    AWS_EMF_SERVICE_NAME = local.router_service_name
+    AWS_EMF_ENVIRONMENT  = "Local" # stdout, which the awslogs driver ships
   }
 }
 
@@ -150,7 +170,8 @@ resource "aws_ecs_task_definition" "router" {
       containerPort = var.router_port
       protocol      = "tcp"
     }]
-    environment = [for k, v in local.router_env : { name = k, value = tostring(v) }]
+    environment = [for k, v in merge(local.router_env, local.router_metrics_env) : { name = k, value = tostring(v) }]
+    secrets     = [for k, arn in local.router_secrets : { name = k, valueFrom = arn }]
     # libra-serve drains for up to 30 s on SIGTERM (uvicorn timeout_graceful_shutdown).
     stopTimeout = 35
     logConfiguration = {
@@ -162,6 +183,13 @@ resource "aws_ecs_task_definition" "router" {
       }
     }
   }])
+
+  lifecycle {
+    precondition {
+      condition     = var.api_keys_secret_arn != null || length(var.api_key_entries) > 0
+      error_message = "Give the router API keys: api_keys_secret_arn (a secret you manage) or api_key_entries (hashed entries, `libra-serve keys`). Without keys libra-serve answers anyone."
+    }
+  }
 }
 
 resource "aws_lb" "router" {
@@ -173,12 +201,22 @@ resource "aws_lb" "router" {
   # Uploads may be 25 MiB (libra-serve's max_body_bytes): leave room for slow clients.
   idle_timeout               = 120
   drop_invalid_header_fields = true
+  enable_deletion_protection = var.alb_deletion_protection
+
+  access_logs {
+    enabled = var.enable_alb_access_logs
+    bucket  = var.enable_alb_access_logs ? aws_s3_bucket.logs[0].id : ""
+    prefix  = "alb"
+  }
+
+  # The log bucket must admit the ELB log writer before the ALB turns logging on.
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_lb_target_group" "router" {
   name                 = "${var.name}-router"
   port                 = var.router_port
-  protocol             = "HTTP"
+  protocol             = "HTTP" # inside the VPC; clients reach the ALB over TLS
   target_type          = "ip"
   vpc_id               = local.vpc_id
   deregistration_delay = 35
@@ -194,17 +232,31 @@ resource "aws_lb_target_group" "router" {
   }
 }
 
+# The public listener: HTTPS with certificate_arn (port 80 then only redirects), plain HTTP on
+# port 80 only when allow_plain_http says so; otherwise plan stops here. Whichever listener serves
+# the API answers 404 by default and forwards only the paths in local.public_paths.
+locals {
+  https          = var.certificate_arn != null
+  api_listener   = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
+  router_scheme  = local.https ? "https" : "http"
+  not_found_body = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path on this endpoint\"}}"
+
+  # What the internet may call: the API, the health probes, and the Open Inference Protocol v2
+  # paths. Not /status (worker addresses), /metrics, /docs, /redoc or /openapi.json: those
+  # stay inside the VPC (and need an admin key there too: libra/serving/auth.py).
+  public_paths = ["/predict", "/healthz", "/readyz", "/v2", "/v2/*"]
+}
+
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.router.arn
   port              = 80
   protocol          = "HTTP"
 
   default_action {
-    type             = var.certificate_arn == null ? "forward" : "redirect"
-    target_group_arn = var.certificate_arn == null ? aws_lb_target_group.router.arn : null
+    type = local.https ? "redirect" : "fixed-response"
 
     dynamic "redirect" {
-      for_each = var.certificate_arn == null ? [] : [1]
+      for_each = local.https ? [1] : []
 
       content {
         port        = "443"
@@ -212,11 +264,28 @@ resource "aws_lb_listener" "http" {
         status_code = "HTTP_301"
       }
     }
+
+    dynamic "fixed_response" {
+      for_each = local.https ? [] : [1]
+
+      content {
+        content_type = "application/json"
+        message_body = local.not_found_body
+        status_code  = "404"
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.certificate_arn != null || var.allow_plain_http
+      error_message = "The API needs HTTPS: set certificate_arn (an ACM certificate for the ALB), or set allow_plain_http = true to serve it over plain HTTP on port 80 knowingly (API keys and inputs then travel in clear text)."
+    }
   }
 }
 
 resource "aws_lb_listener" "https" {
-  count = var.certificate_arn == null ? 0 : 1
+  count = local.https ? 1 : 0
 
   load_balancer_arn = aws_lb.router.arn
   port              = 443
@@ -225,6 +294,27 @@ resource "aws_lb_listener" "https" {
   certificate_arn   = var.certificate_arn
 
   default_action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      message_body = local.not_found_body
+      status_code  = "404"
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api" {
+  listener_arn = local.api_listener
+  priority     = 10
+
+  condition {
+    path_pattern {
+      values = local.public_paths
+    }
+  }
+
+  action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.router.arn
   }
@@ -259,5 +349,5 @@ resource "aws_ecs_service" "router" {
     container_port   = var.router_port
   }
 
-  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_iam_role_policy.router_execution]
+  depends_on = [aws_lb_listener_rule.api, aws_iam_role_policy.router_execution]
 }

@@ -29,10 +29,18 @@ variable "tags" {
   default     = {}
 }
 
-variable "image_tag" {
-  description = "Tag of the router, worker and Lambda images in their ECR repositories (push them first: infra/README.md)."
-  type        = string
-  default     = "0.1.0"
+variable "image_digests" {
+  description = "Digest (sha256:<64 hex>) of each pushed image in its ECR repository: router, worker, lambda. Deploys go by digest, never by tag (tags are immutable too), so the router, the function and every new worker run exactly the bytes that were tested (infra/README.md, Deploy, writes these from the build's metadata)."
+  type = object({
+    router = string
+    worker = string
+    lambda = string
+  })
+
+  validation {
+    condition     = alltrue([for d in values(var.image_digests) : can(regex("^sha256:[0-9a-f]{64}$", d))])
+    error_message = "image_digests.router, .worker and .lambda must each be sha256:<64 hex digits> (docker buildx --metadata-file writes containerimage.digest)."
+  }
 }
 
 variable "log_retention_days" {
@@ -78,6 +86,24 @@ variable "az_count" {
     condition     = var.az_count >= 2 && var.az_count <= 4
     error_message = "az_count must be 2 to 4."
   }
+}
+
+variable "enable_flow_logs" {
+  description = "VPC flow logs (all traffic, 10-minute aggregation) to the logs bucket, for the created or the given VPC. Billed per GB delivered ($0.25/GB to S3), a few MB a day at idle."
+  type        = bool
+  default     = true
+}
+
+variable "enable_alb_access_logs" {
+  description = "ALB access logs to the logs bucket (one line per request: client, path, status, latencies). S3 storage only."
+  type        = bool
+  default     = true
+}
+
+variable "access_log_retention_days" {
+  description = "Days before flow logs and ALB access logs in the logs bucket expire."
+  type        = number
+  default     = 90
 }
 
 variable "compute_subnet_tier" {
@@ -137,9 +163,61 @@ variable "router_ingress_cidrs" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener; with it, HTTP redirects to HTTPS. null serves plain HTTP on port 80."
+  description = "ACM certificate of the HTTPS listener (port 443); port 80 then only redirects to it. Required unless allow_plain_http is true."
   type        = string
   default     = null
+}
+
+variable "allow_plain_http" {
+  description = "Without certificate_arn, serve the API over plain HTTP on port 80. false (default) makes plan fail without a certificate: API keys and inputs would cross the internet in clear text. Meant for a throw-away test stack or an internal ALB behind another TLS terminator."
+  type        = bool
+  default     = false
+}
+
+variable "api_keys_secret_arn" {
+  description = "An existing Secrets Manager secret holding the router's API key entries (LIBRA_API_KEYS: `name sha256:<hex> [admin] [rate_rps=..] [burst=..]`, one per line; `libra-serve keys` makes them). Managed outside Terraform, so not even the hashes enter the state. null: Terraform creates the secret from api_key_entries."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_keys_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.api_keys_secret_arn))
+    error_message = "api_keys_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "api_key_entries" {
+  description = "API key entries for the secret Terraform creates when api_keys_secret_arn is null (hashes only, never keys: `name sha256:<64 hex> [options]`). One of the two is required: a router without keys would answer anyone."
+  type        = list(string)
+  default     = []
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for e in var.api_key_entries : can(regex("^[A-Za-z0-9_.@-]{1,64}\\s+([sS][hH][aA]256:)?[0-9a-fA-F]{64}(\\s+(admin|rate_rps=[0-9]*\\.?[0-9]+|burst=[0-9]+))*$", trimspace(e)))])
+    error_message = "Each api_key_entries item is `name sha256:<64 hex> [admin] [rate_rps=N] [burst=N]` (the hash of a key, never the key: `libra-serve keys hash`)."
+  }
+}
+
+variable "enable_waf" {
+  description = "Put a WAF web ACL in front of the ALB: a per-IP rate-based rule (waf_rate_limit_per_5min) and AWS's known-bad-inputs managed rules. About $7/month plus $0.60 per million requests (infra/README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "waf_rate_limit_per_5min" {
+  description = "Requests one client IP may send in any 5-minute window before WAF blocks it (the rate-based rule; AWS's minimum is 10). The router's per-key token buckets (LIBRA_RATE_LIMIT_RPS) still apply below it."
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.waf_rate_limit_per_5min >= 10
+    error_message = "waf_rate_limit_per_5min must be at least 10 (AWS WAF's minimum)."
+  }
+}
+
+variable "alb_deletion_protection" {
+  description = "Deletion protection on the ALB (terraform destroy then fails until it is turned off). The ALB holds no state, so the default leaves it off."
+  type        = bool
+  default     = false
 }
 
 variable "policy" {
@@ -167,6 +245,40 @@ variable "worker_instance_type" {
   description = "EC2 instance type of a GPU worker (one NVIDIA T4 on g4dn.xlarge)."
   type        = string
   default     = "g4dn.xlarge"
+}
+
+variable "worker_extra_instance_types" {
+  description = "More instance types the group may launch besides worker_instance_type (mixed-instances overrides), e.g. [\"g5.xlarge\"]: more spot pools, fewer interruptions. Each must run the worker image (an NVIDIA GPU the image's CUDA supports); the controller plans with one capacity and price (worker_capacity_rps, worker_price_per_hour_usd), so keep them alike."
+  type        = list(string)
+  default     = []
+}
+
+variable "worker_on_demand_base" {
+  description = "Workers that are always on-demand: the group's first N instances (mixed-instances on_demand_base_capacity). Above it, worker_on_demand_percent_above_base decides."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.worker_on_demand_base >= 0
+    error_message = "worker_on_demand_base must be 0 or more."
+  }
+}
+
+variable "worker_on_demand_percent_above_base" {
+  description = "Percent of the workers above worker_on_demand_base that are on-demand; the rest are spot (price-capacity-optimized, capacity rebalancing on). 0 (default): every worker above the base is spot."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.worker_on_demand_percent_above_base >= 0 && var.worker_on_demand_percent_above_base <= 100
+    error_message = "worker_on_demand_percent_above_base must be 0 to 100."
+  }
+}
+
+variable "worker_health_grace_s" {
+  description = "Seconds after launch before the group acts on the load balancer's health check of a worker (/readyz): boot, image pull, model load and warm-up must fit. After it, a worker whose /readyz fails unhealthy_threshold times is replaced."
+  type        = number
+  default     = 600
 }
 
 variable "worker_price_per_hour_usd" {
@@ -362,4 +474,54 @@ variable "ecr_force_delete" {
   description = "Let terraform destroy delete ECR repositories that still hold images."
   type        = bool
   default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alarms and the budget (alarms.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "alert_email" {
+  description = "Address that receives the alarms (SNS email subscription: confirm the mail AWS sends) and the budget's notifications."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an e-mail address."
+  }
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget, USD: mail at 80% of it spent and when the month's forecast passes it. The idle stack costs about $114/month (infra/README.md, us-east-1), each on-demand GPU worker about $395/month if it ran all month."
+  type        = number
+  default     = 500
+}
+
+variable "budget_stack_tag_only" {
+  description = "Count only costs tagged Stack = name in the budget. Needs the `Stack` cost allocation tag activated in the billing console first, or the budget sees $0 and never alerts; false (default) budgets the whole account."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_5xx_percent" {
+  description = "Alarm when 5xx answers (router and ALB) exceed this percent of requests for 3 of 5 minutes (only minutes with at least 20 requests count)."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_p99_latency_s" {
+  description = "Alarm when the ALB's p99 target response time exceeds this for 3 of 5 minutes. null: sla_s."
+  type        = number
+  default     = null
+}
+
+variable "alarm_tick_errors" {
+  description = "Alarm when the routers' failed control ticks (EMF metric Libra/ControlTickErrors) reach this many in 5 minutes."
+  type        = number
+  default     = 3
+}
+
+variable "alarm_fleet_at_max_minutes" {
+  description = "Alarm when the worker group has had max_size workers in service for this many consecutive minutes: the policy wants more than worker_max allows, so the overflow is going to Lambda."
+  type        = number
+  default     = 15
 }

@@ -7,6 +7,16 @@
 # Redis under the instance id with its private-IP URL and heartbeats; routers count an
 # InService instance as ready once it has registered.
 #
+# Health: the group uses the load balancer's health check (ELB), not only EC2's. A target group
+# polls each worker's /readyz (200 once the model is loaded and warmed up, handlers/worker.py);
+# after worker_health_grace_s, a worker that stops answering (a crashed container, a wedged
+# GPU) is marked unhealthy and replaced, instead of being billed while it serves nothing.
+#
+# Capacity: a mixed-instances policy. The first worker_on_demand_base workers are on-demand,
+# those above are spot (worker_on_demand_percent_above_base), with capacity rebalancing: on a
+# rebalance recommendation the group launches a replacement first and then terminates the
+# at-risk instance through the same drain hook as a scale-in.
+#
 # Scale-in protection matches the provisioner: instances launch unprotected, and before each
 # scale-in the provisioner protects the ones with requests in flight and unprotects the others,
 # so the group picks an idle instance (or a still-booting one: NewestInstance) to terminate.
@@ -65,6 +75,13 @@ data "aws_iam_policy_document" "worker_host" {
     sid       = "WriteLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
+  }
+
+  # The boot script reads LIBRA_REDIS_URL (AUTH token inside) from Secrets Manager.
+  statement {
+    sid       = "ReadRedisUrl"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.redis_url.arn]
   }
 }
 
@@ -126,7 +143,7 @@ resource "aws_launch_template" "worker" {
     registry           = local.registry
     image              = local.image_uri["worker"]
     log_group          = aws_cloudwatch_log_group.worker.name
-    redis_url          = local.redis_url
+    redis_secret_arn   = aws_secretsmanager_secret.redis_url.arn
     port               = var.worker_port
     max_batch_size     = var.worker_max_batch_size
     max_batch_delay_ms = var.worker_max_batch_delay_ms
@@ -144,6 +161,63 @@ resource "aws_launch_template" "worker" {
   }
 }
 
+# The workers' target group exists for its health check (the group's ELB health); routers reach
+# workers directly by their registered private-IP URL, never through the ALB.
+resource "aws_lb_target_group" "worker" {
+  name                 = "${var.name}-worker"
+  port                 = var.worker_port
+  protocol             = "HTTP" # health checks inside the VPC only
+  target_type          = "instance"
+  vpc_id               = local.vpc_id
+  deregistration_delay = 0 # no client traffic to drain: the lifecycle hook does the draining
+
+  health_check {
+    path                = "/readyz"
+    matcher             = "200"
+    interval            = 15
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+}
+
+# A target group is health-checked only while a listener routes to it. This listener has no
+# ingress rule in the ALB's security group (network.tf), and its only forwarding rule matches a
+# source address no client can have, so no request ever reaches a worker through it.
+resource "aws_lb_listener" "worker_health" {
+  load_balancer_arn = aws_lb.router.arn
+  port              = var.worker_port
+  protocol          = local.https ? "HTTPS" : "HTTP"
+  ssl_policy        = local.https ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "not found"
+      status_code  = "404"
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "worker_health" {
+  listener_arn = aws_lb_listener.worker_health.arn
+  priority     = 1
+
+  condition {
+    source_ip {
+      values = ["127.0.0.1/32"]
+    }
+  }
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.worker.arn
+  }
+}
+
 resource "aws_autoscaling_group" "workers" {
   name                = local.worker_group
   min_size            = var.worker_min
@@ -151,13 +225,34 @@ resource "aws_autoscaling_group" "workers" {
   desired_capacity    = max(var.worker_min, var.worker_initial) # at creation only: then the controller owns it
   vpc_zone_identifier = local.compute_subnet_ids
 
-  launch_template {
-    id      = aws_launch_template.worker.id
-    version = aws_launch_template.worker.latest_version
-  }
+  mixed_instances_policy {
+    instances_distribution {
+      on_demand_base_capacity                  = var.worker_on_demand_base
+      on_demand_percentage_above_base_capacity = var.worker_on_demand_percent_above_base
+      spot_allocation_strategy                 = "price-capacity-optimized"
+    }
 
-  health_check_type         = "EC2"
-  health_check_grace_period = 300
+    launch_template {
+      launch_template_specification {
+        launch_template_id = aws_launch_template.worker.id
+        version            = aws_launch_template.worker.latest_version
+      }
+
+      dynamic "override" {
+        for_each = distinct(concat([var.worker_instance_type], var.worker_extra_instance_types))
+
+        content {
+          instance_type = override.value
+        }
+      }
+    }
+  }
+  capacity_rebalance = true
+
+  # The load balancer's /readyz check decides health once the grace period is over.
+  health_check_type         = "ELB"
+  health_check_grace_period = var.worker_health_grace_s
+  target_group_arns         = [aws_lb_target_group.worker.arn]
   # The controller waits for nothing either: instances count once their worker registers.
   wait_for_capacity_timeout = "0"
 
@@ -165,6 +260,10 @@ resource "aws_autoscaling_group" "workers" {
   termination_policies  = ["OldestLaunchTemplate", "NewestInstance"]
   # AZRebalance would terminate instances on its own schedule, busy ones included.
   suspended_processes = ["AZRebalance"]
+
+  # One-minute group metrics (free): the fleet-at-max alarm compares these two (alarms.tf).
+  enabled_metrics     = ["GroupInServiceInstances", "GroupMaxSize", "GroupDesiredCapacity"]
+  metrics_granularity = "1Minute"
 
   initial_lifecycle_hook {
     name                 = "drain"
@@ -187,4 +286,6 @@ resource "aws_autoscaling_group" "workers" {
       error_message = "Need worker_min <= worker_max and worker_initial <= worker_max (libra.serving.settings.Settings refuses initial_vms > max_vms)."
     }
   }
+
+  depends_on = [aws_lb_listener_rule.worker_health]
 }
