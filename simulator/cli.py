@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from libra.core.policies import POLICIES, UnknownPolicyError
+from libra.profiles import Profile, ProfileError, load_profile
 from simulator.config import SimConfig
 from simulator.errors import TraceFormatError
 from simulator.presets import Preset, PresetError, deep_merge, load_preset, preset_names
@@ -42,14 +43,18 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def load_config(
-    path: Path | None, overrides: tuple[str, ...], preset: Preset | None = None
+    path: Path | None, overrides: tuple[str, ...], preset: Preset | None = None,
+    profile: Profile | None = None,
 ) -> tuple[SimConfig, dict[str, Any]]:
-    """SimConfig from a preset, then a TOML/JSON file, then `--set` overrides.
+    """SimConfig from a profile's platform, then a preset, then a TOML/JSON file, then `--set`
+    overrides.
 
     `[policies.NAME]` tables hold policy parameters. A file's values replace the preset's one by
     one (tables merge), so a file can change one VM field of a preset and keep the rest.
     """
-    data: dict[str, Any] = preset.config_data() if preset is not None else {}
+    data: dict[str, Any] = profile.platform.model_dump() if profile is not None else {}
+    if preset is not None:
+        data = deep_merge(data, preset.config_data())
     if path is not None:
         try:
             text = path.read_text()
@@ -127,6 +132,10 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 @click.option("--preset", default=None, metavar="NAME",
               help="start from a named setting (`libra-sim presets` lists them), e.g. "
               "libra-ic2e21")
+@click.option("--profile", "profile_name", default=None, metavar="NAME|FILE",
+              help="start from a profile's platform (local, aws, or a .toml file "
+              "libra-calibrate wrote): what libra-serve runs on [default: SimConfig's, the aws "
+              "figures]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="TOML or JSON file of SimConfig fields (see docs/simulator.md)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -151,7 +160,8 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str | None,
          app: str | None, top: int | None, scale: float, start_s: float, end_s: float | None,
          spread: str | None, epoch_s: float | None, seed: int, policies: str, preset: str | None,
-         config_path: Path | None, overrides: tuple[str, ...], as_json: bool, as_csv: bool,
+         profile_name: str | None, config_path: Path | None, overrides: tuple[str, ...],
+         as_json: bool, as_csv: bool,
          plot: Path | None, decisions: Path | None, timeline: Path | None, workers: str,
          mode: str, progress: bool | None) -> None:
     """Replay a request trace through the scaling policies and compare SLA violations and cost.
@@ -183,7 +193,11 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
         chosen = load_preset(preset) if preset is not None else None
     except PresetError as exc:
         raise click.BadParameter(str(exc), param_hint="--preset") from None
-    cfg, params = load_config(config_path, overrides, chosen)
+    try:
+        profile = load_profile(profile_name) if profile_name is not None else None
+    except ProfileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--profile") from None
+    cfg, params = load_config(config_path, overrides, chosen, profile)
     cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
     if spread is None:
         spread = chosen.trace.get("spread", "poisson") if chosen is not None else "poisson"

@@ -1,11 +1,12 @@
 """`libra-serve`: the API, the controller, a local VM fleet and a local serverless pool.
 
-    libra-serve                                  # embedded defaults, http://127.0.0.1:8000
+    libra-serve                                  # the local profile, http://127.0.0.1:8000
     libra-serve --policy vm-reactive --boot-delay-s 30 --max-vms 2
+    libra-serve --profile my-machine.toml --config platform.toml   # what libra-sim replays
     LIBRA_REDIS_URL=redis://127.0.0.1:6379/0 libra-serve --port 8001   # routers share state
 
-Options override `LIBRA_*` environment variables, which override the defaults
-(`libra.serving.settings`).
+Options override `LIBRA_*` environment variables, which override the config file, which
+overrides the profile (`libra.serving.settings`).
 
 Closed by default, open on purpose: with API keys configured (`LIBRA_API_KEYS`,
 `--api-keys-file`; `libra-serve keys new` makes one) every request needs one. Without keys it
@@ -21,10 +22,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from libra.serving.settings import Settings
 
 log = logging.getLogger("libra.serving.cli")
 
@@ -39,14 +43,29 @@ log = logging.getLogger("libra.serving.cli")
 @click.option("--policy", default=None, help="libra (default), vm-static, vm-reactive, "
               "serverless, spock, mark")
 @click.option("--policy-params", default=None, help="JSON object of policy parameters")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="the platform's defaults: a profile name (local, aws) or a .toml file "
+              "(libra-calibrate writes one) [$LIBRA_PROFILE; local, aws with the aws "
+              "provisioner]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="TOML: libra-sim's --config (sla_s, [vm], [serverless], "
+              "[policies.NAME]) plus deployment keys [$LIBRA_CONFIG_FILE]")
 @click.option("--sla-s", type=float, default=None)
 @click.option("--initial-vms", type=int, default=None)
 @click.option("--max-vms", type=int, default=None)
-@click.option("--boot-delay-s", type=float, default=None,
-              help="extra delay before a local worker counts as booted (emulates a VM boot)")
-@click.option("--vm-capacity-rps", type=float, default=None)
-@click.option("--serverless-max-concurrency", type=int, default=None)
-@click.option("--serverless-keep-alive-s", type=float, default=None)
+@click.option("--boot-delay-s", "vm__boot_s", type=float, default=None,
+              help="vm.boot_s: launch to ready the policy plans with; a local worker stays "
+              "booting at least this long (emulates a VM boot)")
+@click.option("--vm-service-time-s", "vm__service_time_mean_s", type=float, default=None,
+              help="vm.service_time_mean_s: a worker's mean seconds per request at full batch")
+@click.option("--vm-concurrency", "vm__concurrency", type=int, default=None,
+              help="vm.concurrency: requests a worker batches at once (capacity = "
+              "concurrency / service time)")
+@click.option("--vm-capacity-rps", "removed_capacity", type=float, default=None, hidden=True)
+@click.option("--serverless-max-concurrency", "serverless__concurrency_limit", type=int,
+              default=None, help="serverless.concurrency_limit")
+@click.option("--serverless-keep-alive-s", "serverless__keep_alive_s", type=float, default=None,
+              help="serverless.keep_alive_s")
 @click.option("--redis-url", default=None, help="[$LIBRA_REDIS_URL]")
 @click.option("--api-keys-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="hashed API keys, one entry a line [$LIBRA_API_KEYS_FILE; or the entries in "
@@ -64,7 +83,7 @@ log = logging.getLogger("libra.serving.cli")
               help="stderr lines as text or one JSON object each [$LIBRA_LOG_FORMAT; text]")
 @click.pass_context
 def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
-         policy_params: str | None, **opts: Any) -> None:
+         policy_params: str | None, removed_capacity: float | None, **opts: Any) -> None:
     """Serve POST /predict with the LIBRA controller on this machine."""
     if ctx.invoked_subcommand is not None:
         return
@@ -72,8 +91,10 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
 
     from libra.core.policies import policy_class
     from libra.serving.api import create_app
-    from libra.serving.settings import Settings
 
+    if removed_capacity is not None:
+        raise click.UsageError("--vm-capacity-rps was removed: a VM's capacity follows from "
+                               "--vm-concurrency / --vm-service-time-s (see docs/serving.md)")
     if opts.get("policy"):
         try:
             policy_class(opts["policy"])
@@ -84,10 +105,7 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
             opts["policy_params"] = json.loads(policy_params)
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--policy-params") from None
-    try:
-        settings = Settings.from_env(**opts)
-    except ValidationError as exc:
-        raise click.UsageError(str(exc)) from None
+    settings = load_settings(opts)
     from libra.serving.keys import KeyConfigError, Keyring
     from libra.serving.logs import redact_url, setup_logging
 
@@ -112,9 +130,10 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
             f"{settings.rate_limit_rps:g} req/s burst {settings.rate_limit_burst} per key"
             if keyring else "no API keys: open" + (" (--allow-unauthenticated)"
                                                    if allow_unauthenticated else " (loopback)"))
-    log.info("libra-serve on http://%s:%d: policy %s, model %s, provisioner %s, serverless %s, "
-             "state %s; %s; log %s/%s", host, port, settings.policy, settings.model_dir,
-             settings.provisioner, settings.serverless_driver,
+    log.info("libra-serve on http://%s:%d: policy %s, profile %s, model %s, provisioner %s, "
+             "serverless %s, state %s; %s; log %s/%s", host, port, settings.policy,
+             settings.profile, settings.model_dir, settings.provisioner,
+             settings.serverless_driver,
              redact_url(settings.redis_url) if settings.redis_url else "memory", auth,
              settings.log_level, settings.log_format)
     # log_config=None: uvicorn's own lines go through our handler (text or JSON); the access log
@@ -124,6 +143,30 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
     uvicorn.run(create_app(settings=settings), host=host, port=port, log_config=None,
                 log_level=settings.log_level, access_log=settings.log_level == "debug",
                 timeout_graceful_shutdown=30, http=uvicorn_http(settings.header_timeout_s))
+
+
+def load_settings(opts: dict[str, Any]) -> Settings:
+    """Settings from the options given (`vm__boot_s` is the nested field `vm.boot_s`) over the
+    environment, the config file and the profile; any error is a usage error naming it."""
+    from libra.serving.settings import Settings, SettingsError
+
+    given: dict[str, Any] = {}
+    for key, value in opts.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split("__")
+        node = given
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Settings(**given)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ValidationError as exc:
+        problems = "\n  ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                               for e in exc.errors())
+        raise click.UsageError(f"bad settings:\n  {problems}") from None
 
 
 def is_loopback(host: str) -> bool:

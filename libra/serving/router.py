@@ -3,18 +3,23 @@ and the failover.
 
 Per request it estimates when the best ready worker would finish it: the requests the router has
 in flight there times that worker's measured seconds per request (`ServiceEstimate`, learnt from
-completions, starting at `vm_service_s`). It asks `choose_route` (the function the simulator
-uses) for VM, serverless or drop, with the request's own remaining SLA budget. A request that
-cannot start inside its budget goes to serverless if the policy spills, and is refused (`ShedError`:
-503 + `Retry-After`) when serverless is at its concurrency cap with a queue it could not clear in
-time, or when the policy does not spill: nothing queues without bound.
+completions, starting at `vm_service_s`: the platform's planning quantile of the service time,
+`vm.routing_service_s`, as the simulator plans). It asks `choose_route` (the function the
+simulator uses) for VM, serverless or drop, with the request's own remaining SLA budget and the
+platform's VM queue timeout (`vm.queue_timeout_s`, bounded by what is left of the hard
+deadline). A request that cannot start inside its budget goes to serverless if the policy
+spills, and is refused (`ShedError`: 503 + `Retry-After`) when serverless is at its
+concurrency cap with a queue it could not clear in time, or when the policy does not spill:
+nothing queues without bound.
 
 Deadlines travel with the request: the VM call's timeout and the worker's own timeout
 (`X-Libra-Deadline-Ms`) are what is left of its hard deadline. A VM that fails mid-request
 (connection lost, timeout, 5xx, deadline passed) gets the request retried on serverless if time
 is left, else it is answered 503 `deadline_exceeded`. A serverless instance that crashes under a
 request gets it retried once on another instance. The quota of the controller's latest
-`Decision` (LIBRA's VM requests per second) is a token bucket per second.
+`Decision` (LIBRA's VM requests per second) is the core's `QuotaBucket`, the simulator's rule:
+asking costs nothing, a token is spent only when a request really goes to a VM, and the
+unspent fraction carries into the next second.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from libra.core.platform import Platform
 from libra.core.policies.base import Decision
+from libra.core.quota import QuotaBucket
 from libra.core.route_rule import Route, choose_route
 from libra.serving.admission import Budget, Ewma, ServiceEstimate, ShedError
 from libra.serving.backends.serverless import ServerlessDriver, ServerlessError
@@ -49,7 +56,10 @@ class RouterConfig:
     sla_s: float = 1.0
     sla_margin_s: float = 0.1
     vm_service_s: float = 0.05
-    """Prior of a worker's seconds per request, until its completions are measured."""
+    """Prior of a worker's seconds per request, until its completions are measured (from a
+    platform: its planning quantile, `vm.routing_service_s`)."""
+    vm_queue_timeout_s: float = 30.0
+    """A request that would wait longer for a VM is dropped (`vm.queue_timeout_s`)."""
     request_timeout_s: float | None = None
     """Hard deadline after arrival (None: twice `sla_s`)."""
     serverless_service_s: float = 0.1
@@ -58,6 +68,18 @@ class RouterConfig:
     """Prior of what a cold start adds to a call, until cold calls are measured."""
     forget_s: float = 10.0
     """A worker's measured time older than this, with nothing in flight, reverts to the prior."""
+
+    @classmethod
+    def from_platform(cls, platform: Platform, *, request_timeout_s: float | None = None
+                      ) -> RouterConfig:
+        """The router's figures from the platform both drivers share: the VM prior is the
+        service time's planning quantile (p99.9), not its mean, as in the simulator."""
+        vm, sls = platform.vm, platform.serverless
+        return cls(sla_s=platform.sla_s, sla_margin_s=platform.sla_margin_s,
+                   vm_service_s=vm.routing_service_s, vm_queue_timeout_s=vm.queue_timeout_s,
+                   request_timeout_s=request_timeout_s,
+                   serverless_service_s=sls.service_time_mean_s + sls.invoke_overhead_s,
+                   serverless_cold_start_s=sls.cold_start_s)
 
     @property
     def sla_budget_s(self) -> float:
@@ -102,8 +124,7 @@ class Router:
     service: dict[str, ServiceEstimate] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
         "vm": 0, "serverless": 0, "retried": 0, "dropped": 0, "shed": 0})
-    _quota_second: int = -1
-    _quota_left: float = 0.0
+    quota: QuotaBucket = field(default_factory=QuotaBucket)
     _serverless_s: Ewma = field(init=False)
     _cold_start_s: Ewma = field(init=False)
 
@@ -163,18 +184,6 @@ class Router:
         wait_s = self.serverless_wait_s()
         return wait_s == 0.0 or wait_s + self.serverless_call_s <= left_s
 
-    def _take_quota(self) -> bool:
-        rps = self.decision.vm_quota_rps
-        if rps is None:
-            return True
-        second = math.floor(self.clock())
-        if second != self._quota_second:
-            self._quota_second, self._quota_left = second, rps
-        if self._quota_left >= 1:
-            self._quota_left -= 1
-            return True
-        return False
-
     def pick(self, budget: Budget | None = None) -> tuple[Route, WorkerInfo | None]:
         """The rule's route for a request with `budget`, and the worker that would take it."""
         now = self.clock()
@@ -186,9 +195,12 @@ class Router:
         route = choose_route(
             vm_wait_s=self._wait_s(best) if best else None,
             expected_service_s=est.per_request_s if est else self.config.vm_service_s,
-            sla_budget_s=sla_left_s, quota_left=self._take_quota() if best else False,
+            sla_budget_s=sla_left_s,
+            quota_left=self.quota.left(now, self.decision.vm_quota_rps) if best else False,
             spill_to_serverless=self.decision.spill_to_serverless,
-            use_vms=self.decision.use_vms, queue_timeout_s=max(0.0, sla_left_s),
+            use_vms=self.decision.use_vms,
+            # past its hard deadline nobody answers a request, however long it may queue
+            queue_timeout_s=max(0.0, min(self.config.vm_queue_timeout_s, budget.left_s(now))),
             quota_by_count=self.decision.vm_quota_by_count)
         return route, best
 
@@ -237,6 +249,7 @@ class Router:
         return await self._serverless(event, budget)
 
     async def _vm(self, worker: WorkerInfo, event: dict[str, Any], budget: Budget) -> Routed:
+        self.quota.spend(self.decision.vm_quota_rps)  # it really goes to a VM (core.quota)
         wid = worker.worker_id
         est = self.estimate(worker)
         self.in_flight[wid] = self.in_flight.get(wid, 0) + 1

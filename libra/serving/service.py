@@ -17,29 +17,33 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from libra.core.billing import invocation_cost_usd, vm_billed_s, vm_fleet_cost_usd
 from libra.core.lifecycle import VMState
+from libra.core.platform import ServerlessConfig, VMConfig
 from libra.core.policies import make_policy
 from libra.runtime.inputs.text import TextTokenizer
 from libra.serving.admission import DecodePool, Gate
 from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
 from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessDriver
 from libra.serving.backends.vm import VMBackend
-from libra.serving.control.controller import ControlConfig, Controller
+from libra.serving.control.controller import Controller
 from libra.serving.logs import RateLimitedLog
 from libra.serving.metrics import ServeMetrics
 from libra.serving.provision.base import Provisioner
 from libra.serving.provision.local import LocalProvisioner
 from libra.serving.router import Router, RouterConfig
-from libra.serving.settings import Settings, lambda_cost_usd
+from libra.serving.settings import Settings
 from libra.serving.state.rates import MemoryRateStore, RateMonitor, RedisRateStore
 from libra.serving.state.redis_link import RedisLink
 from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerRegistry
 
-VM_MIN_BILLED_S = 60.0
+BILLED_STATES = frozenset({VMState.BOOTING, VMState.READY, VMState.DRAINING})
+"""A VM is billed from launch until it has stopped (drained and terminated)."""
 
 log = logging.getLogger(__name__)
 failures = RateLimitedLog(log)
@@ -47,28 +51,51 @@ failures = RateLimitedLog(log)
 
 @dataclass
 class CostMeter:
-    """Cost so far: VMs per second from launch (60 s minimum each, as EC2 bills), serverless per
-    invocation by its measured duration (1 ms steps) and memory plus the request fee."""
+    """Cost so far, by the core's formulas (`libra.core.billing`, what the simulator bills):
+    each VM per second from when it was launched to when it stopped, with EC2's minimum per VM;
+    each serverless invocation in billing granules of its duration (plus INIT on a cold start
+    where the platform bills it) and the request fee.
 
-    vm_price_per_s_usd: float
-    serverless_memory_mb: int
-    vm_seconds: float = 0.0
+    VM lives are sampled from the provisioner each tick (`on_fleet`): a VM is launched when it
+    first appears in a billed state and stopped when it is gone or TERMINATED, so launch and stop
+    times are known to a tick."""
+
+    vm: VMConfig
+    serverless: ServerlessConfig
+    clock: Callable[[], float] = time.monotonic
     serverless_usd: float = 0.0
     vm_launches: int = 0
-    _last_s: float | None = None
+    running: dict[str, float] = field(default_factory=dict)
+    """Launch time of each VM billed now, by id."""
+    stopped_billed_s: float = 0.0
+    """Billed seconds of the VMs that have stopped (folded: a fleet changes for days)."""
 
-    def on_tick(self, now_s: float, vms_billed: int) -> None:
-        if self._last_s is not None:
-            self.vm_seconds += vms_billed * (now_s - self._last_s)
-        self._last_s = now_s
+    def on_fleet(self, vms: Mapping[str, VMState], now_s: float | None = None) -> None:
+        """The provisioner's VMs by id as they are now."""
+        now_s = self.clock() if now_s is None else now_s
+        billed = {vid for vid, state in vms.items() if state in BILLED_STATES}
+        for vid in billed - set(self.running):
+            self.running[vid] = now_s
+            self.vm_launches += 1
+        for vid in set(self.running) - billed:
+            self.stopped_billed_s += vm_billed_s(self.running.pop(vid), now_s, self.vm)
 
-    def on_serverless(self, duration_s: float) -> None:
-        self.serverless_usd += lambda_cost_usd(duration_s, self.serverless_memory_mb)
+    def on_serverless(self, duration_s: float, *, init_s: float = 0.0) -> None:
+        """One invocation: the handler's `duration_s`, and its INIT `init_s` on a cold start."""
+        self.serverless_usd += invocation_cost_usd(duration_s, self.serverless, init_s=init_s)
+
+    def vm_billed_s(self, now_s: float | None = None) -> float:
+        now_s = self.clock() if now_s is None else now_s
+        running_s = vm_fleet_cost_usd(((start, None) for start in self.running.values()),
+                                      now_s, self.vm)[1]
+        return self.stopped_billed_s + running_s
+
+    def vm_cost_usd(self, now_s: float | None = None) -> float:
+        return self.vm_billed_s(now_s) * self.vm.price_per_s_usd
 
     @property
     def vm_usd(self) -> float:
-        floor = self.vm_launches * VM_MIN_BILLED_S
-        return max(self.vm_seconds, floor) * self.vm_price_per_s_usd
+        return self.vm_cost_usd()
 
 
 class Service:
@@ -97,11 +124,9 @@ class Service:
         self.provisioner = self._provisioner()
         self.serverless = self._serverless()
         self.vm = VMBackend(timeout_s=max(10.0, 10 * s.sla_s))
-        router_config = RouterConfig(sla_s=s.sla_s, sla_margin_s=s.sla_margin_s,
-                                     vm_service_s=s.vm_service_s,
-                                     request_timeout_s=s.request_timeout_s,
-                                     serverless_service_s=s.serverless_duration_s,
-                                     serverless_cold_start_s=s.serverless_cold_start_s)
+        platform = s.platform
+        router_config = RouterConfig.from_platform(platform,
+                                                   request_timeout_s=s.request_timeout_s)
         self.router = Router(self.provisioner.ready_workers, self.vm, self.serverless,
                              router_config, metrics=self.metrics)
         self.decode_pool = DecodePool(s.decode_threads)
@@ -111,18 +136,10 @@ class Service:
         self.metrics.admitted.set_function(lambda: self.gate.admitted)
         self.metrics.decode_held.set_function(lambda: self.decode_pool.held)
         self._control_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libra-control")
-        self.policy = make_policy(s.policy, **s.policy_params)
-        self.controller = Controller(
-            self.policy, self.monitor, self.provisioner, self.serverless, self.router,
-            ControlConfig(tick_s=s.tick_s, sla_s=s.sla_s, vm_capacity_rps=s.vm_capacity_rps,
-                          vm_boot_s=s.expected_vm_boot_s,
-                          vm_price_per_s_usd=s.vm_price_per_hour_usd / 3600,
-                          vm_min_billing_s=VM_MIN_BILLED_S,
-                          serverless_cost_per_request_usd=s.serverless_cost_per_request_usd,
-                          serverless_cold_start_s=s.serverless_cold_start_s,
-                          serverless_service_s=s.serverless_duration_s,
-                          serverless_concurrency_limit=s.serverless_max_concurrency))
-        self.cost = CostMeter(s.vm_price_per_hour_usd / 3600, s.serverless_memory_mb)
+        self.policy = make_policy(s.policy, **s.chosen_policy_params)
+        self.controller = Controller(self.policy, self.monitor, self.provisioner,
+                                     self.serverless, self.router, platform)
+        self.cost = CostMeter(s.vm, s.serverless)
         self._control: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
@@ -135,9 +152,10 @@ class Service:
             return AutoScalingProvisioner(
                 s.asg_name or "", registry=self.registry, region=s.aws_region, max_vms=s.max_vms,
                 in_flight=self._in_flight)
+        # a local worker is a VM of the platform: booting for vm.boot_s, vm.concurrency slots
         return LocalProvisioner(
-            s.model_dir, log_dir=s.log_dir, boot_delay_s=s.boot_delay_s, max_vms=s.max_vms,
-            registry=self.registry, max_batch_size=s.max_batch_size, in_flight=self._in_flight,
+            s.model_dir, log_dir=s.log_dir, boot_delay_s=s.vm.boot_s, max_vms=s.max_vms,
+            registry=self.registry, max_batch_size=s.vm.concurrency, in_flight=self._in_flight,
             worker_args=("--threads", str(s.worker_threads), "--cpu-precision",
                          s.worker_cpu_precision, "--max-batch-delay-ms",
                          str(s.max_batch_delay_ms)))
@@ -150,7 +168,7 @@ class Service:
         s = self.settings
         if s.serverless_driver == "aws":
             return AwsLambdaDriver(s.lambda_function or "", region=s.aws_region,
-                                   max_concurrency=s.serverless_max_concurrency,
+                                   max_concurrency=s.serverless.concurrency_limit,
                                    on_throttle=self.metrics.lambda_throttles.inc)
         if s.serverless_driver == "noop":
             from libra.serving.backends.noop import NoopDriver
@@ -158,13 +176,15 @@ class Service:
             return NoopDriver()
         return LocalServerlessPool(PoolConfig(
             s.model_dir / f"{s.serverless_precision}.onnx",
-            max_concurrency=s.serverless_max_concurrency, keep_alive_s=s.serverless_keep_alive_s))
+            max_concurrency=s.serverless.concurrency_limit,
+            keep_alive_s=s.serverless.keep_alive_s))
 
     async def start(self) -> None:
         self.monitor.start()  # the thread that sends counted arrivals to Redis
         loop = asyncio.get_running_loop()
-        self.cost.vm_launches += await loop.run_in_executor(
-            self._control_pool, self.provisioner.start, self.settings.initial_vms)
+        await loop.run_in_executor(self._control_pool, self.provisioner.start,
+                                   self.settings.initial_vms)
+        self.cost.on_fleet(self.provisioner.vm_states())
         self._control = asyncio.ensure_future(self._control_loop())
 
     async def _control_loop(self) -> None:
@@ -174,9 +194,8 @@ class Service:
         while True:
             self.metrics.tick_late.set(max(0.0, time.monotonic() - next_s))
             try:
-                before = self.provisioner.counts()
                 decision = await loop.run_in_executor(self._control_pool, self.controller.tick)
-                self._after_tick(before)
+                self._after_tick()
                 if decision.serverless_warm and (self._warming is None or self._warming.done()):
                     self._warming = asyncio.ensure_future(
                         self._keep_warm(decision.serverless_warm))
@@ -192,7 +211,8 @@ class Service:
             await asyncio.sleep(max(0.0, next_s - now))
 
     async def _keep_warm(self, target: int) -> None:
-        """The policy's serverless warm set; its starts and pings are billed like requests."""
+        """The policy's serverless warm set; its starts and pings are billed like requests
+        (the drivers report each one's billed seconds, INIT included)."""
         try:
             for billed_s in await self.serverless.keep_warm(target):
                 self.cost.on_serverless(billed_s)
@@ -201,13 +221,9 @@ class Service:
             failures.failure("keep-warm", "keeping %d serverless instances warm failed", target,
                              level=logging.WARNING)
 
-    def _after_tick(self, before: dict[VMState, int]) -> None:
+    def _after_tick(self) -> None:
         counts = self.provisioner.counts()
-        launched = max(0, (counts[VMState.BOOTING] + counts[VMState.READY])
-                       - (before[VMState.BOOTING] + before[VMState.READY]))
-        self.cost.vm_launches += launched
-        billed = counts[VMState.BOOTING] + counts[VMState.READY] + counts[VMState.DRAINING]
-        self.cost.on_tick(time.monotonic(), billed)
+        self.cost.on_fleet(self.provisioner.vm_states())
         self.router.forget({w.worker_id for w in self.provisioner.ready_workers()})
         m = self.metrics
         m.vms_running.set(counts[VMState.READY])
@@ -227,7 +243,8 @@ class Service:
         decision = self.controller.last_decision
         counts = self.provisioner.counts()
         return {
-            "policy": self.policy.name, "model_version": self.model_version,
+            "policy": self.policy.name, "profile": self.settings.profile,
+            "model_version": self.model_version,
             "rate_rps_10s": self.monitor.rate_rps(),
             "decision": None if decision is None else {
                 "target_vms": decision.target_vms, "reason": decision.reason,

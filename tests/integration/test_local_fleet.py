@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from libra.core.lifecycle import VMState
+from libra.core.platform import Platform
 from libra.core.policies.base import Decision
 from libra.serving.backends.noop import NoopDriver
 from libra.serving.backends.vm import VMBackend
-from libra.serving.control.controller import ControlConfig, Controller
+from libra.serving.control.controller import Controller
 from libra.serving.provision.local import LocalProvisioner
 from libra.serving.router import Router
 from libra.serving.state.rates import RateMonitor
@@ -51,6 +52,26 @@ def test_workers_boot_with_the_emulated_delay_then_drain_on_scale_in(
         fleet.close()
 
 
+def test_the_initial_fleet_is_ready_without_the_emulated_boot(
+        built_models: tuple[Path, dict], tmp_path: Path) -> None:
+    """It stands for a fleet already running (the simulator's initial VMs are ready at t=0);
+    a VM the controller launches later boots for the emulated delay. The provisioner's clock
+    is frozen, so only the delay can hold the second one back."""
+    frozen = 0.0
+    fleet = LocalProvisioner(built_models[0], log_dir=tmp_path, boot_delay_s=30.0,
+                             worker_args=("--threads", "1"), max_vms=2, clock=lambda: frozen)
+    try:
+        fleet.start(1)
+        wait_until(lambda: (fleet.poll(), fleet.counts()[VMState.READY] == 1)[1])
+        fleet.set_target(2)
+        wait_until(lambda: all(vm.process.ready for vm in fleet.vms))
+        fleet.poll()
+        assert (fleet.counts()[VMState.READY], fleet.counts()[VMState.BOOTING]) == (1, 1)
+        assert set(fleet.vm_states().values()) == {VMState.READY, VMState.BOOTING}
+    finally:
+        fleet.close()
+
+
 def test_a_worker_that_dies_is_counted_and_replaced(built_models: tuple[Path, dict],
                                                      tmp_path: Path) -> None:
     fleet = LocalProvisioner(built_models[0], log_dir=tmp_path, worker_args=("--threads", "1"))
@@ -74,7 +95,7 @@ def test_the_controller_applies_decisions_and_holds_on_a_hold(
                        (1e9, Decision(0, "never reached"))))
     serverless = NoopDriver()
     router = Router(fleet.ready_workers, VMBackend(), serverless)
-    controller = Controller(policy, RateMonitor(), fleet, serverless, router, ControlConfig())
+    controller = Controller(policy, RateMonitor(), fleet, serverless, router, Platform())
     try:
         decision = controller.tick()
         assert decision.reason == "start one"

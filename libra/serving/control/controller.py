@@ -1,59 +1,71 @@
 """Every tick: build an `Observation`, call the policy the simulator uses, apply the `Decision`.
 
-The observation carries what the simulator's carries (prices, boot, EC2's billing minimum, the
-serverless cold start, service time, concurrency cap and live instances), so a policy decides
-live as it does in `libra-sim`. The fleet target goes to the provisioner here; the quota and the
-serverless warm set are applied by the router and `libra.serving.service` on the event loop.
+The observation is built by `libra.core.observation.build_observation`, the function the
+simulator calls, from the settings' `Platform` (prices, boot, EC2's billing minimum, capacity,
+the serverless cost, cold start, service time and concurrency cap) plus what is counted here
+(arrivals, VMs per state, serverless in flight and alive), so a policy cannot see two different
+platforms. The fleet target goes to the provisioner here; the quota and the serverless warm set
+are applied by the router and `libra.serving.service` on the event loop.
 
-The policy object is the same class `libra-sim` runs (`libra.core.policies`); time enters as
-`now_s` from the clock given here. The loop that calls `tick` (`libra.serving.service`) counts a
-tick that fails in `tick_errors` and goes on: the fleet keeps its size until the next good tick.
+One time axis. Arrivals are counted per wall-clock second (`time.time()`: the one clock routers
+on different machines share, so their counts add up in Redis), and `now_s` comes from the same
+clock read once per tick: the controller passes that instant to the rate monitor, so the last
+count is exactly the whole second that ended at or before `now_s`, as in the simulator. `now_s`
+is that wall time minus `origin_s`, the whole minute on or before the controller started: small
+numbers, and the same seconds and minutes the counts are keyed on (a policy that keeps
+per-minute peaks closes its minute when the per-minute counts do). A wall clock can be stepped
+(NTP); the policies' hysteresis then sees the step once, which is the price of counts that
+several routers share. The tick loop itself is scheduled on `time.monotonic()`.
+
+The loop that calls `tick` (`libra.serving.service`) counts a tick that fails in `tick_errors`
+and goes on: the fleet keeps its size until the next good tick.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 from libra.core.lifecycle import VMState
+from libra.core.observation import FleetState, build_observation
+from libra.core.platform import Platform
 from libra.core.policies.base import Decision, Observation, Policy
-from libra.serving.backends.serverless import ServerlessDriver
 from libra.serving.provision.base import Provisioner
-from libra.serving.router import Router
 from libra.serving.state.rates import RateMonitor
 
 
-@dataclass(frozen=True)
-class ControlConfig:
-    """What the policy needs to know about the platform; units in the names."""
+class ServerlessCounts(Protocol):
+    """What the controller reads of the serverless driver."""
 
-    tick_s: float = 1.0
-    sla_s: float = 1.0
-    vm_capacity_rps: float = 160.0
-    vm_boot_s: float = 120.0
-    vm_price_per_s_usd: float = 0.526 / 3600
-    vm_min_billing_s: float = 60.0
-    serverless_cost_per_request_usd: float = 0.0000086
-    serverless_cold_start_s: float = 0.0
-    serverless_service_s: float = 0.0
-    serverless_concurrency_limit: int = 0  # 0: no known limit
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def instances_alive(self) -> int: ...
+
+
+class DecisionSink(Protocol):
+    """Where the decision's per-request parts go (the router)."""
+
+    decision: Decision
 
 
 class Controller:
     """Runs one policy against the live fleet (see module docs)."""
 
     def __init__(self, policy: Policy, monitor: RateMonitor, provisioner: Provisioner,
-                 serverless: ServerlessDriver, router: Router, config: ControlConfig, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 serverless: ServerlessCounts, router: DecisionSink, platform: Platform, *,
+                 clock: Callable[[], float] | None = None) -> None:
         self.policy = policy
         self.monitor = monitor
         self.provisioner = provisioner
         self.serverless = serverless
         self.router = router
-        self.config = config
-        self.clock = clock
-        self.started_s = clock()
+        self.platform = platform
+        self.clock = clock or monitor.clock  # the clock the arrivals are counted on
+        self.origin_s = 60.0 * math.floor(self.clock() / 60.0)
         self.last_decision: Decision | None = None
         self.last_observation: Observation | None = None
         self.ticks = 0
@@ -63,20 +75,13 @@ class Controller:
     def observe(self) -> Observation:
         self.provisioner.poll()
         counts = self.provisioner.counts()
-        per_s, per_min = self.monitor.window()
-        c = self.config
-        return Observation(
-            now_s=self.clock() - self.started_s, arrivals_per_s=per_s, arrivals_per_min=per_min,
-            vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
-            vms_draining=counts[VMState.DRAINING], vm_capacity_rps=c.vm_capacity_rps,
-            serverless_in_flight=self.serverless.in_flight, sla_s=c.sla_s,
-            vm_boot_s=c.vm_boot_s, vm_price_per_s_usd=c.vm_price_per_s_usd,
-            serverless_cost_per_request_usd=c.serverless_cost_per_request_usd,
-            serverless_cold_start_s=c.serverless_cold_start_s,
-            serverless_service_s=c.serverless_service_s,
-            serverless_concurrency_limit=c.serverless_concurrency_limit,
-            serverless_instances=self.serverless.instances_alive,
-            vm_min_billing_s=c.vm_min_billing_s)
+        wall_s = self.clock()
+        per_s, per_min = self.monitor.window(wall_s)
+        fleet = FleetState(vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
+                           vms_draining=counts[VMState.DRAINING],
+                           serverless_in_flight=self.serverless.in_flight,
+                           serverless_instances=self.serverless.instances_alive)
+        return build_observation(self.platform, wall_s - self.origin_s, per_s, per_min, fleet)
 
     def tick(self) -> Decision:
         obs = self.observe()

@@ -116,6 +116,10 @@ class AutoScalingProvisioner:
             out[STATE_OF.get(inst["LifecycleState"], VMState.PROVISIONING)] += 1
         return out
 
+    def vm_states(self) -> dict[str, VMState]:
+        return {inst["InstanceId"]: STATE_OF.get(inst["LifecycleState"], VMState.PROVISIONING)
+                for inst in self._instances}
+
     def ready_workers(self) -> list[WorkerInfo]:
         """In-service instances whose worker heartbeats, as of the last `poll` (per tick: the
         router calls this per request and must not hit AWS or Redis each time)."""

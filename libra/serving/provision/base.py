@@ -24,6 +24,10 @@ class Provisioner(Protocol):
 
     def counts(self) -> dict[VMState, int]: ...
 
+    def vm_states(self) -> dict[str, VMState]:
+        """Every VM it knows by a stable id, with its state (the cost meter bills each VM from
+        when it first appears until it is gone or TERMINATED, as EC2 bills an instance)."""
+
     def ready_workers(self) -> list[WorkerInfo]: ...
 
     def close(self) -> None: ...

@@ -1,10 +1,11 @@
 """The local provisioner: VM workers as child processes of this machine (the embedded default).
 
 `set_target(n)` launches `handlers.worker` processes or drains them. A launched worker is
-BOOTING until its process reports ready *and* `boot_delay_s` has passed since launch (the extra
-delay emulates a VM's boot, so the controller meets the same lag it meets on EC2); it is then
-READY and heartbeats into the registry routers read. Scale-in takes booting workers first (they
-serve nobody yet), then the ready worker with the fewest requests in flight (as the router
+BOOTING until its process reports ready *and* `boot_delay_s` has passed since launch (the
+platform's `vm.boot_s`: the delay emulates a VM's boot, so the controller meets the lag it plans
+with, as on EC2 and in the simulator; the initial fleet of `start` has no such delay); it is
+then READY and heartbeats into the registry routers read. Scale-in takes booting workers first
+(they serve nobody yet), then the ready worker with the fewest requests in flight (as the router
 counts them, `in_flight`); it is DRAINING
 (SIGTERM: it finishes what it has) until its process exits, then TERMINATED. A worker that dies
 on its own is dropped and counted in `crashes`; the next `set_target` replaces it.
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 class LocalVM:
     process: WorkerProcess
     launched_s: float
+    vm_id: str
+    boot_delay_s: float
     state: VMState = VMState.BOOTING
     info: WorkerInfo | None = None
     ready_s: float | None = None
@@ -72,15 +75,20 @@ class LocalProvisioner:
         return [v for v in self.vms if v.state in (VMState.BOOTING, VMState.READY)]
 
     def start(self, initial: int) -> int:
-        self.set_target(initial)
+        """The initial fleet is ready as soon as its processes are (no emulated boot): it
+        stands for a fleet already running, as the simulator's initial VMs are ready at t=0."""
+        self._set_target(initial, boot_delay_s=0.0)
         return self.target
 
     def set_target(self, n: int) -> None:
+        self._set_target(n, boot_delay_s=self.boot_delay_s)
+
+    def _set_target(self, n: int, *, boot_delay_s: float) -> None:
         self.target = n = max(0, min(n, self.max_vms))
         self.poll()
         active = self._active()
         for _ in range(n - len(active)):
-            self._launch()
+            self._launch(boot_delay_s)
         surplus = len(active) - n
         if surplus > 0:
             order = sorted(active, key=lambda v: (
@@ -88,12 +96,13 @@ class LocalProvisioner:
             for vm in order[:surplus]:
                 self._stop(vm)
 
-    def _launch(self) -> None:
+    def _launch(self, boot_delay_s: float) -> None:
         self.launched += 1
-        process = WorkerProcess(self.model, log_dir=self.log_dir, name=f"vm{self.launched}",
+        name = f"vm{self.launched}"
+        process = WorkerProcess(self.model, log_dir=self.log_dir, name=name,
                                 extra_args=("--max-batch-size", str(self.max_batch_size),
                                             *self.worker_args))
-        self.vms.append(LocalVM(process, self.clock()))
+        self.vms.append(LocalVM(process, self.clock(), name, boot_delay_s))
 
     def _stop(self, vm: LocalVM) -> None:
         vm.state = VMState.DRAINING
@@ -140,7 +149,7 @@ class LocalProvisioner:
                 vm.process.close()
                 continue
             if (vm.state == VMState.BOOTING and vm.process.ready
-                    and now - vm.launched_s >= self.boot_delay_s):
+                    and now - vm.launched_s >= vm.boot_delay_s):
                 vm.state = VMState.READY
                 vm.ready_s = now
                 assert vm.process.url is not None
@@ -156,6 +165,9 @@ class LocalProvisioner:
         for vm in self.vms:
             out[vm.state] += 1
         return out
+
+    def vm_states(self) -> dict[str, VMState]:
+        return {vm.vm_id: vm.state for vm in self.vms}
 
     def ready_workers(self) -> list[WorkerInfo]:
         return [v.info for v in self.vms if v.state == VMState.READY and v.info is not None]

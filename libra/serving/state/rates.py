@@ -193,7 +193,10 @@ class RateMonitor:
 
     def window(self, now_s: float | None = None) -> Window:
         """(counts of the last whole seconds, of the last whole minutes), oldest first: the
-        shared counts, or this router's own while Redis is unavailable (`view`)."""
+        shared counts, or this router's own while Redis is unavailable (`view`). `now_s` is an
+        instant on this monitor's clock (wall-clock seconds): the controller passes the one it
+        puts in the `Observation`, so the last count is the second that ended at or before it
+        (one time axis, `libra.serving.control.controller`)."""
         whole = math.floor(self.clock() if now_s is None else now_s)
         n_s = max(0, min(self.history_s, whole - self.started_s))
         n_min = max(0, min(self.history_min, whole // 60 - self.started_s // 60))
