@@ -1,23 +1,22 @@
 """Live against simulated on one trace slice: `libra-serve` + `libra-load` beside `libra-sim`.
 
-The simulator is only worth its numbers if it predicts what the running platform does. This starts
-`libra-serve` on this machine (local worker processes, the local serverless pool), replays a trace
-slice against it open-loop with `libra-load`'s replay, then simulates the very same arrivals
-through the same policy with the simulator set to the same setting (prices, SLA, keep-alive,
-concurrency cap, worker capacity, no VM at the start) and calibrated with what the live run
-measured of this machine:
-
-- serverless: the billed duration the live policy plans with is the simulator's service time and
-  there is no separate invoke overhead, so both policies see the same service time and cost per
-  request (hence the same break-even rate and warm-set sizes); a cold call's median latency over
-  a warm call's is the cold start;
-- VMs: the median latency of a request a worker served is the service time; the boot is the
-  emulated delay plus the worker's own start, read off the polled timeline.
+The simulator is only worth its numbers if it predicts what the running platform does. This
+writes ONE profile (`libra.profiles`: a base profile, `local` by default, with this slice's few
+changes: SLA, VM boot, keep-alive, serverless cap, each recorded as a chosen figure), starts
+`libra-serve --profile` on it (local worker processes, the local serverless pool; the local
+provisioner holds a new worker booting for the profile's `vm.boot_s`), replays a trace slice
+against it open-loop with `libra-load`'s replay, then simulates the very same arrivals through
+the same policy on the same profile (`SimConfig` = the profile's platform + no VM at the start).
+Nothing is mapped by hand between the two: what differs is what the profile does not describe
+of this machine, and the run prints what it measured beside the profile's figures (serverless
+warm call and cold start, VM latency, launch to ready) to show where that is.
 
 It prints both rows of `libra-sim`'s table, when each had a VM running, and the differences in
 serverless share and SLA-violation rate. Nothing is asserted; docs/results.md quotes the output.
 
     python bench/live_vs_sim.py --out artifacts/live_vs_sim     # conv x6, 1,800 s: ~31 min
+    python bench/live_vs_sim.py --duration-s 60                 # a smoke slice, ~2 min
+    python bench/live_vs_sim.py --profile my-machine.toml       # what libra-calibrate wrote
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -40,6 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from libra.core.platform import Platform  # noqa: E402
+from libra.profiles import Figure, Profile, dump_profile, load_profile  # noqa: E402
 from libra.serving.loadgen import TEXTS, LoadReport, replay, write_timeline  # noqa: E402
 from simulator.config import SimConfig  # noqa: E402
 from simulator.report import table  # noqa: E402
@@ -49,6 +49,11 @@ from simulator.traces import load_trace  # noqa: E402
 
 CONV = REPO.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
 
+# this slice's changes to the base profile: option -> the platform field it sets
+CHANGES = {"sla_s": "sla_s", "boot_s": "vm.boot_s", "keep_alive_s": "serverless.keep_alive_s",
+           "serverless_concurrency": "serverless.concurrency_limit",
+           "vm_service_time_s": "vm.service_time_mean_s", "vm_concurrency": "vm.concurrency"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -56,18 +61,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`libra-serve` with the slice's setting; returns once it answers /readyz."""
+def slice_profile(args: argparse.Namespace) -> Profile:
+    """The base profile with this slice's changes, each recorded as a chosen figure."""
+    base = load_profile(args.profile)
+    data = base.platform.model_dump()
+    figures = dict(base.figures)
+    for option, path in CHANGES.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+        figures[path] = Figure(source="chosen", how=f"bench/live_vs_sim.py "
+                               f"--{option.replace('_', '-')} {value} (base: {base.name})")
+    changed = sorted(p for o, p in CHANGES.items() if getattr(args, o) is not None)
+    return Profile(name=f"live-vs-sim-{base.name}",
+                   description=f"{base.description.strip()}\n\nAs bench/live_vs_sim.py replays "
+                   f"it, with {', '.join(changed) or 'nothing'} changed.",
+                   platform=Platform.model_validate(data), figures=figures)
+
+
+def start_server(args: argparse.Namespace, profile_path: Path, log: Path
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """`libra-serve` on the slice's profile; returns once it answers /readyz. Only deployment
+    settings are options here: the platform is the profile's."""
     port = free_port()
-    env = {**os.environ, "LIBRA_VM_PRICE_PER_HOUR_USD": str(args.vm_price_per_hour),
-           "LIBRA_SERVERLESS_DURATION_S": str(args.serverless_duration_s),
-           "LIBRA_SLA_MARGIN_S": str(args.sla_margin_s)}
-    cmd = [sys.executable, "-m", "libra.serving.cli", "--port", str(port), "--policy", args.policy,
-           "--initial-vms", "0", "--max-vms", str(args.max_vms), "--boot-delay-s",
-           str(args.boot_delay_s), "--sla-s", str(args.sla_s), "--vm-capacity-rps",
-           str(args.vm_capacity_rps), "--serverless-max-concurrency",
-           str(args.serverless_concurrency), "--serverless-keep-alive-s", str(args.keep_alive_s)]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    cmd = [sys.executable, "-m", "libra.serving.cli", "--port", str(port), "--profile",
+           str(profile_path), "--policy", args.policy, "--initial-vms", "0", "--max-vms",
+           str(args.max_vms)]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -81,51 +106,39 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[
     raise SystemExit(f"libra-serve did not start; see {log}")
 
 
-def vm_boot_s(report: LoadReport, fallback_s: float) -> float:
+def vm_boot_s(report: LoadReport) -> float | None:
     """Launch to ready of the first VM the live controller started, from the 1 s poll."""
     rows = report.timeline
     start = next((r["t_s"] for r in rows if r["vms_booting"] > 0), None)
     if start is None:
-        return fallback_s
+        return None
     ready = next((r["t_s"] for r in rows if r["t_s"] > start and r["vms_ready"] > 0), None)
-    return fallback_s if ready is None else float(ready - start)
+    return None if ready is None else float(ready - start)
 
 
-def calibrate(report: LoadReport, args: argparse.Namespace) -> dict[str, Any]:
-    """Simulator parameters for this machine, measured by the live run itself."""
+def measured(report: LoadReport, platform: Platform) -> dict[str, Any]:
+    """What the live run measured of this machine, beside the profile's figure for each."""
     ok = [o for o in report.outcomes if o.status == 200]
     warm = np.array([o.latency_s for o in ok if o.backend == "serverless" and not o.cold_start])
     cold = np.array([o.latency_s for o in ok if o.backend == "serverless" and o.cold_start])
     vm = np.array([o.latency_s for o in ok if o.backend == "vm"])
-    warm_p50 = float(np.median(warm)) if len(warm) else args.serverless_duration_s
+    warm_p50 = float(np.median(warm)) if len(warm) else None
+    sls = platform.serverless
+
+    def pair(live: float | None, profile: float) -> dict[str, float | None]:
+        return {"live": None if live is None else round(live, 4), "profile": round(profile, 4)}
+
     return {
-        "serverless_warm_p50_s": warm_p50,
-        "serverless_cold_start_s": float(np.median(cold)) - warm_p50 if len(cold) else 0.72,
-        "serverless_cv": float(np.std(warm) / np.mean(warm)) if len(warm) > 1 else 0.2,
-        "vm_service_time_s": float(np.median(vm)) if len(vm) else 0.01,
-        "vm_cv": float(np.std(vm) / np.mean(vm)) if len(vm) > 1 else 0.3,
-        "vm_boot_s": vm_boot_s(report, args.boot_delay_s + 3.0),
-        "warm_serverless_calls": len(warm), "cold_serverless_calls": len(cold),
-        "vm_calls": len(vm),
+        "serverless warm call, p50 s": pair(warm_p50, sls.service_time_mean_s
+                                            + sls.invoke_overhead_s),
+        "serverless cold start s": pair(float(np.median(cold)) - warm_p50
+                                        if len(cold) and warm_p50 is not None else None,
+                                        sls.cold_start_s),
+        "VM request latency, p50 s": pair(float(np.median(vm)) if len(vm) else None,
+                                          platform.vm.service_time_mean_s),
+        "VM launch to ready s": pair(vm_boot_s(report), platform.vm.boot_s),
+        "calls": {"serverless warm": len(warm), "serverless cold": len(cold), "vm": len(vm)},
     }
-
-
-def sim_config(args: argparse.Namespace, cal: dict[str, Any]) -> SimConfig:
-    service = cal["vm_service_time_s"]
-    return SimConfig.model_validate({
-        "sla_s": args.sla_s, "sla_margin_s": args.sla_margin_s, "initial_vms": 0,
-        "seed": args.seed,
-        "vm": {"price_per_hour_usd": args.vm_price_per_hour, "boot_s": cal["vm_boot_s"],
-               # slots so that slots / service time is the capacity the live policy was told
-               "concurrency": max(1, round(args.vm_capacity_rps * service)),
-               "service_time_mean_s": service, "service_time_cv": min(cal["vm_cv"], 1.0)},
-        "serverless": {"service_time_mean_s": args.serverless_duration_s,
-                       "service_time_cv": min(cal["serverless_cv"], 1.0),
-                       "invoke_overhead_s": 0.0,
-                       "cold_start_s": cal["serverless_cold_start_s"],
-                       "keep_alive_s": args.keep_alive_s,
-                       "concurrency_limit": args.serverless_concurrency},
-    })
 
 
 def vm_intervals(t_s: list[float], vms: list[int]) -> list[tuple[float, float]]:
@@ -144,34 +157,39 @@ def vm_intervals(t_s: list[float], vms: list[int]) -> list[tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="local", help="base profile: name or .toml file")
     parser.add_argument("--trace", type=Path, default=CONV)
     parser.add_argument("--scale", type=float, default=6.0)
     parser.add_argument("--start-s", type=float, default=900.0)
     parser.add_argument("--duration-s", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", default="libra")
+    parser.add_argument("--max-vms", type=int, default=2, help="deployment: the fleet's cap")
     parser.add_argument("--sla-s", type=float, default=0.5)
-    parser.add_argument("--sla-margin-s", type=float, default=0.1)
-    parser.add_argument("--vm-price-per-hour", type=float, default=0.0416,
-                        help="t3.medium, the CPU VM a local worker stands for")
-    parser.add_argument("--vm-capacity-rps", type=float, default=150.0,
-                        help="text requests/s one 1-thread worker sustains (worker_batching.py)")
-    parser.add_argument("--boot-delay-s", type=float, default=60.0)
-    parser.add_argument("--max-vms", type=int, default=2)
-    parser.add_argument("--serverless-duration-s", type=float, default=0.004,
-                        help="warm text invocation inside the function (serverless_latency.py)")
-    parser.add_argument("--serverless-concurrency", type=int, default=4)
-    parser.add_argument("--keep-alive-s", type=float, default=60.0)
+    parser.add_argument("--boot-s", type=float, default=60.0,
+                        help="vm.boot_s: the local provisioner holds a new worker this long")
+    parser.add_argument("--keep-alive-s", type=float, default=None,
+                        help="serverless.keep_alive_s [the profile's]")
+    parser.add_argument("--serverless-concurrency", type=int, default=None,
+                        help="serverless.concurrency_limit [the profile's]")
+    parser.add_argument("--vm-service-time-s", type=float, default=None,
+                        help="vm.service_time_mean_s [the profile's]")
+    parser.add_argument("--vm-concurrency", type=int, default=None,
+                        help="vm.concurrency [the profile's]")
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "live_vs_sim")
     args = parser.parse_args()
     if not args.trace.is_file():
         raise SystemExit(f"{args.trace}: no such trace (the default needs ../shared/traces)")
     args.out.mkdir(parents=True, exist_ok=True)
+    profile_path = args.out / "profile.toml"
+    profile_path.write_text(dump_profile(slice_profile(args)))
+    platform = load_profile(profile_path).platform  # what both sides read, from the file
 
     trace = load_trace(args.trace, scale=args.scale, seed=args.seed, start_s=args.start_s,
                        end_s=args.start_s + args.duration_s)
-    print(f"{trace.name}: {len(trace.arrivals_s):,} requests over {args.duration_s:.0f} s")
-    proc, url = start_server(args, args.out / "serve.log")
+    print(f"{trace.name}: {len(trace.arrivals_s):,} requests over {args.duration_s:.0f} s; "
+          f"profile {profile_path}")
+    proc, url = start_server(args, profile_path, args.out / "serve.log")
     try:
         report = asyncio.run(replay(url, trace.arrivals_s, [{"text": t} for t in TEXTS]))
     finally:
@@ -182,10 +200,9 @@ def main() -> None:
         f.write("sent_s,latency_s,status,backend,cold_start\n")
         f.writelines(f"{o.sent_s:.4f},{o.latency_s:.5f},{o.status},{o.backend},{int(o.cold_start)}\n"
                      for o in report.outcomes)
-    live = report.result(f"{args.policy} (live)", args.sla_s)
+    live = report.result(f"{args.policy} (live)", platform.sla_s)
 
-    cal = calibrate(report, args)
-    cfg = sim_config(args, cal)
+    cfg = SimConfig.model_validate({**platform.model_dump(), "initial_vms": 0, "seed": args.seed})
     run = run_policies(trace.arrivals_s, args.duration_s, [args.policy], cfg)[0]
     sim: PolicyResult = dataclasses.replace(run.result, policy=f"{args.policy} (simulated)")
     rows = run.ticks.rows() if run.ticks is not None else []
@@ -193,8 +210,8 @@ def main() -> None:
     live_spans = vm_intervals([r["t_s"] for r in report.timeline],
                               [r["vms_ready"] for r in report.timeline])
     sim_spans = vm_intervals([r.t_s for r in rows], [r.vms_ready for r in rows])
-    print("calibration:", json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                      for k, v in cal.items()}))
+    seen = measured(report, platform)
+    print("measured live vs the profile:", json.dumps(seen))
     print("VM ready, live:     ", [(round(a), round(b)) for a, b in live_spans])
     print("VM ready, simulated:", [(round(a), round(b)) for a, b in sim_spans])
     d_share = live.serverless_share_pct - sim.serverless_share_pct
@@ -203,8 +220,9 @@ def main() -> None:
           f"SLA violations {d_viol:+.2f} points")
     (args.out / "summary.json").write_text(json.dumps({
         "trace": trace.name, "args": {k: str(v) for k, v in vars(args).items()},
-        "calibration": cal, "live": live.as_dict(), "simulated": sim.as_dict(),
-        "live_vm_spans_s": live_spans, "simulated_vm_spans_s": sim_spans}, indent=2))
+        "profile": str(profile_path), "measured": seen, "live": live.as_dict(),
+        "simulated": sim.as_dict(), "live_vm_spans_s": live_spans,
+        "simulated_vm_spans_s": sim_spans}, indent=2))
 
 
 if __name__ == "__main__":
