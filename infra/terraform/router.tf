@@ -112,25 +112,25 @@ resource "aws_iam_role_policy" "router_calls" {
 }
 
 locals {
-  # The router's settings: every key is LIBRA_<field> of libra.serving.settings.Settings (checked by
-  # tests/unit/test_infra.py). The image sets LIBRA_MODEL_DIR and LIBRA_LOG_DIR.
+  # The router's settings: every key is a LIBRA_* name of libra.serving.settings.Settings (nested
+  # platform fields with __; checked by tests/unit/test_infra.py) over the aws profile, which the
+  # aws provisioner selects. The image sets LIBRA_MODEL_DIR and LIBRA_LOG_DIR.
   router_env = {
-    LIBRA_POLICY                = var.policy
-    LIBRA_SLA_S                 = var.sla_s
-    LIBRA_PROVISIONER           = "aws"
-    LIBRA_ASG_NAME              = aws_autoscaling_group.workers.name
-    LIBRA_AWS_REGION            = var.region
-    LIBRA_MAX_VMS               = var.worker_max
-    LIBRA_INITIAL_VMS           = var.worker_initial
-    LIBRA_BOOT_DELAY_S          = var.worker_boot_s
-    LIBRA_MAX_BATCH_SIZE        = var.worker_max_batch_size
-    LIBRA_VM_CAPACITY_RPS       = var.worker_capacity_rps
-    LIBRA_VM_SERVICE_S          = var.worker_service_s
-    LIBRA_VM_PRICE_PER_HOUR_USD = var.worker_price_per_hour_usd
-    LIBRA_SERVERLESS_DRIVER     = "aws"
-    LIBRA_LAMBDA_FUNCTION       = aws_lambda_function.infer.function_name
-    LIBRA_SERVERLESS_MEMORY_MB  = var.lambda_memory_mb
-    LIBRA_SERVERLESS_DURATION_S = var.lambda_billed_duration_s
+    LIBRA_POLICY                          = var.policy
+    LIBRA_SLA_S                           = var.sla_s
+    LIBRA_PROVISIONER                     = "aws"
+    LIBRA_ASG_NAME                        = aws_autoscaling_group.workers.name
+    LIBRA_AWS_REGION                      = var.region
+    LIBRA_MAX_VMS                         = var.worker_max
+    LIBRA_INITIAL_VMS                     = var.worker_initial
+    LIBRA_VM__BOOT_S                      = var.worker_boot_s
+    LIBRA_VM__CONCURRENCY                 = var.worker_max_batch_size
+    LIBRA_VM__SERVICE_TIME_MEAN_S         = var.worker_service_s
+    LIBRA_VM__PRICE_PER_HOUR_USD          = var.worker_price_per_hour_usd
+    LIBRA_SERVERLESS_DRIVER               = "aws"
+    LIBRA_LAMBDA_FUNCTION                 = aws_lambda_function.infer.function_name
+    LIBRA_SERVERLESS__MEMORY_MB           = var.lambda_memory_mb
+    LIBRA_SERVERLESS__SERVICE_TIME_MEAN_S = var.lambda_billed_duration_s
     # LIBRA_REDIS_URL and LIBRA_API_KEYS come from Secrets Manager (local.router_secrets).
   }
 

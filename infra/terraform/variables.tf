@@ -248,7 +248,7 @@ variable "worker_instance_type" {
 }
 
 variable "worker_extra_instance_types" {
-  description = "More instance types the group may launch besides worker_instance_type (mixed-instances overrides), e.g. [\"g5.xlarge\"]: more spot pools, fewer interruptions. Each must run the worker image (an NVIDIA GPU the image's CUDA supports); the controller plans with one capacity and price (worker_capacity_rps, worker_price_per_hour_usd), so keep them alike."
+  description = "More instance types the group may launch besides worker_instance_type (mixed-instances overrides), e.g. [\"g5.xlarge\"]: more spot pools, fewer interruptions. Each must run the worker image (an NVIDIA GPU the image's CUDA supports); the controller plans with one service time, batch size and price (worker_service_s, worker_max_batch_size, worker_price_per_hour_usd), so keep them alike."
   type        = list(string)
   default     = []
 }
@@ -282,7 +282,7 @@ variable "worker_health_grace_s" {
 }
 
 variable "worker_price_per_hour_usd" {
-  description = "On-demand price of worker_instance_type in region (LIBRA_VM_PRICE_PER_HOUR_USD: the controller's cost model and the cost meter). 0.526 is g4dn.xlarge in us-east-1."
+  description = "On-demand price of worker_instance_type in region (LIBRA_VM__PRICE_PER_HOUR_USD: the controller's cost model and the cost meter). 0.526 is g4dn.xlarge in us-east-1."
   type        = number
   default     = 0.526
 }
@@ -336,7 +336,7 @@ variable "worker_port" {
 }
 
 variable "worker_max_batch_size" {
-  description = "Dynamic batcher's largest batch on a worker (--max-batch-size), and LIBRA_MAX_BATCH_SIZE, the request slots the router plans per worker."
+  description = "Dynamic batcher's largest batch on a worker (--max-batch-size), and LIBRA_VM__CONCURRENCY, the request slots the router and the policy plan per worker."
   type        = number
   default     = 16
 }
@@ -347,20 +347,14 @@ variable "worker_max_batch_delay_ms" {
   default     = 5
 }
 
-variable "worker_capacity_rps" {
-  description = "Requests/s one worker sustains (LIBRA_VM_CAPACITY_RPS), which sizes the fleet. 40 is the project's default; measure it on worker_instance_type with bench/worker_batching.py."
-  type        = number
-  default     = 40
-}
-
 variable "worker_service_s" {
-  description = "Expected worker time per request, seconds (LIBRA_VM_SERVICE_S): the router's SLA headroom rule."
+  description = "Mean worker time per request at full batch, seconds (LIBRA_VM__SERVICE_TIME_MEAN_S): a worker's capacity is worker_max_batch_size / this (which sizes the fleet), and the router plans with its p99.9. Measure it on worker_instance_type with bench/worker_batching.py (slots / measured req/s)."
   type        = number
   default     = 0.05
 }
 
 variable "worker_boot_s" {
-  description = "Launch-to-ready time the policy plans with (LIBRA_BOOT_DELAY_S; with the aws provisioner it is only the policy's estimate, nothing sleeps). 120 s is the simulator's default; the first image pull on a fresh instance can take longer, so measure it."
+  description = "Launch-to-ready time the policy plans with (LIBRA_VM__BOOT_S; with the aws provisioner it is only the policy's estimate, nothing sleeps). 120 s is the simulator's default; the first image pull on a fresh instance can take longer, so measure it."
   type        = number
   default     = 120
 }
@@ -387,7 +381,7 @@ variable "worker_ssm_access" {
 # ---------------------------------------------------------------------------------------------
 
 variable "lambda_memory_mb" {
-  description = "Lambda memory, MiB (also LIBRA_SERVERLESS_MEMORY_MB, the cost model's GB-s). 1769 MiB is one full vCPU."
+  description = "Lambda memory, MiB (also LIBRA_SERVERLESS__MEMORY_MB, the cost model's GB-s). 1769 MiB is one full vCPU."
   type        = number
   default     = 2048
 }
@@ -416,7 +410,7 @@ variable "lambda_ort_threads" {
 }
 
 variable "lambda_billed_duration_s" {
-  description = "Billed duration of one warm invocation, seconds (LIBRA_SERVERLESS_DURATION_S, the policy's per-request serverless price). Measure with bench/serverless_latency.py."
+  description = "Billed duration of one warm invocation, seconds (LIBRA_SERVERLESS__SERVICE_TIME_MEAN_S, the policy's per-request serverless price and the router's prior). Measure with bench/serverless_latency.py."
   type        = number
   default     = 0.1
 }

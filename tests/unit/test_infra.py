@@ -36,7 +36,7 @@ dockerfile_parse = pytest.importorskip(
 botocore_session = pytest.importorskip("botocore.session", reason="needs boto3 (dev extra)")
 
 from libra.core.policies import policy_class  # noqa: E402
-from libra.serving.settings import Settings  # noqa: E402
+from libra.serving.settings import Settings, env_names  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "infra" / "terraform"
 DOCKER_DIR = REPO / "infra" / "docker"
 USER_DATA = TF_DIR / "templates" / "worker-user-data.sh.tftpl"
-SETTINGS_ENV = {f"LIBRA_{name.upper()}" for name in Settings.model_fields}
+SETTINGS_ENV = env_names()  # LIBRA_<FIELD>, nested platform fields with __
 # Which IAM role runs the boto3 calls of which source files (a new boto3 user must be placed).
 ROLE_SOURCES = {"router_calls": ["libra/**/*.py"], "lambda_calls": ["handlers/lambda_function.py"]}
 # Operations whose IAM action is not named after the operation.
@@ -350,7 +350,7 @@ def test_router_settings_follow_the_resources_they_describe() -> None:
     assert env["LIBRA_MAX_VMS"] == asg["max_size"]
     assert env["LIBRA_ASG_NAME"] == "${aws_autoscaling_group.workers.name}"
     assert env["LIBRA_LAMBDA_FUNCTION"] == "${aws_lambda_function.infer.function_name}"
-    assert env["LIBRA_SERVERLESS_MEMORY_MB"] == function["memory_size"]
+    assert env["LIBRA_SERVERLESS__MEMORY_MB"] == function["memory_size"]
     secrets = local("router_secrets")
     assert secrets["LIBRA_REDIS_URL"] == "${aws_secretsmanager_secret.redis_url.arn}"
     assert blocks("resource", "aws_secretsmanager_secret_version")["redis_url"][

@@ -150,7 +150,7 @@ run "default_public_tier" {
     error_message = "the router drives the group Terraform made, up to its max_size"
   }
   assert {
-    condition     = output.router_env["LIBRA_SERVERLESS_MEMORY_MB"] == tostring(aws_lambda_function.infer.memory_size)
+    condition     = output.router_env["LIBRA_SERVERLESS__MEMORY_MB"] == tostring(aws_lambda_function.infer.memory_size)
     error_message = "the cost model's Lambda memory is the function's"
   }
   assert {
