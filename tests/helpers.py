@@ -117,3 +117,25 @@ def encode_wav(seconds: float = 1.5, rate_hz: int = 16000) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, wave_.astype(np.float32), rate_hz, format="WAV")
     return buf.getvalue()
+
+
+def wav_bytes(samples: np.ndarray, rate_hz: int = 16000) -> bytes:
+    """Mono float samples in [-1, 1] as a 16-bit WAV file."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(samples, dtype=np.float32), rate_hz, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def espeak_wav(text: str) -> bytes:
+    """`text` spoken by espeak-ng (a real speech synthesizer: formants, pitch, pauses) as WAV
+    bytes; skips the test where the binary is not installed (Debian: apt-get install espeak-ng)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        pytest.skip("needs the espeak-ng binary (apt-get install espeak-ng)")
+    done = subprocess.run([binary, "--stdout", text], capture_output=True, timeout=60, check=True)
+    return done.stdout

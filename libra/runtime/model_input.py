@@ -22,12 +22,17 @@ class AudioInput:
     `log_mel` is (n_mels, n_frames) float32, of which the first `valid_frames` columns are real
     audio and the rest padding; `duration_s` is the length of the decoded input before clipping, and
     `clipped` says whether it was longer than the spec's `max_duration_s` (so features cover less).
+    `voiced_s` is how much of what the features cover has voice activity
+    (`libra.runtime.inputs.vad`), and `voice_found` whether that is enough to be speech; None and
+    True where nobody measured (arrays that arrived in a payload were measured by the router).
     """
 
     log_mel: np.ndarray
     valid_frames: int
     duration_s: float
     clipped: bool = False
+    voiced_s: float | None = None
+    voice_found: bool = True
 
 
 @dataclass(frozen=True, eq=False)

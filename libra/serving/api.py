@@ -31,6 +31,7 @@ from libra.runtime.inputs.video import video_features
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.payload import encode_input
 from libra.runtime.recognizer import ModelInput
+from libra.runtime.signals import SignalWarning, drop_missing_signals, refusal_code
 from libra.serving.admission import DOOR_REASONS, ShedError, Ticket
 from libra.serving.backends.serverless import ServerlessError
 from libra.serving.bodies import BodyError, decode_base64, parse_json, scrub_paths
@@ -62,13 +63,23 @@ class PredictJSON(BaseModel):
     video: str | None = Field(None, description="base64 of an MP4/WebM file")
 
 
+class InputWarning(BaseModel):
+    """Something the answer left out, and why (`no_voice`, `no_face`)."""
+
+    code: str
+    message: str
+
+
 class Prediction(BaseModel):
     """The answer to `POST /predict`."""
 
     request_id: str
     emotion: str = Field(description=f"the most probable of {', '.join(EMOTIONS)}")
     probabilities: dict[str, float]
-    modalities_used: list[str]
+    modalities_used: list[str] = Field(description="the modalities the answer is based on: a "
+                                       "sent one without signal (no voice, no face) is not")
+    warnings: list[InputWarning] = Field(default_factory=list, description="modalities sent "
+                                         "but not used, with the reason")
     backend: str = Field(description="vm or serverless")
     cold_start: bool
     latency_ms: float
@@ -183,7 +194,7 @@ async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket
     try:
         text, audio, video = await read_request(request, svc)
         ticket.work()
-        row, face_found = await build_input(svc, text, audio, video)
+        row, face_found, warnings = await build_input(svc, text, audio, video)
     except ApiError as exc:
         svc.metrics.requests.labels("none", str(exc.status)).inc()
         return error_response(exc.status, exc.code, exc.message, request_id)
@@ -208,7 +219,9 @@ async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket
     return JSONResponse(Prediction(
         request_id=request_id, emotion=EMOTIONS[int(np.argmax(probs))],
         probabilities=dict(zip(EMOTIONS, map(float, probs), strict=True)),
-        modalities_used=list(row.modalities), backend=routed.backend,
+        modalities_used=list(row.modalities),
+        warnings=[InputWarning(code=w.code, message=w.message) for w in warnings],
+        backend=routed.backend,
         cold_start=routed.cold_start, latency_ms=1000 * latency_s,
         model_version=str(routed.body.get("model_version", svc.model_version)),
         face_found=face_found, retried_on_serverless=routed.retried).model_dump())
@@ -308,9 +321,10 @@ def b64(field: str, value: str | None) -> bytes | None:
         raise ApiError(exc.status, exc.code, exc.message) from None
 
 
-async def build_input(svc: Service, text: str | None, audio: bytes | None,
-                      video: bytes | None) -> tuple[ModelInput, bool | None]:
-    """Decode what was sent into model inputs (in a thread: decoding is CPU work)."""
+async def build_input(svc: Service, text: str | None, audio: bytes | None, video: bytes | None
+                      ) -> tuple[ModelInput, bool | None, list[SignalWarning]]:
+    """Decode what was sent into model inputs (in a thread: decoding is CPU work), leaving out
+    media without signal (`libra.runtime.signals`): 422 when nothing is left."""
     if text is not None and not text.strip():
         text = None
     if text is None and audio is None and video is None:
@@ -334,7 +348,13 @@ async def build_input(svc: Service, text: str | None, audio: bytes | None,
         return ModelInput(audio=a, video=v, text=tokens), (None if v is None else v.face_found)
 
     try:
-        return await asyncio.get_running_loop().run_in_executor(svc.decode_pool, decode)
+        row, face_found = await asyncio.get_running_loop().run_in_executor(svc.decode_pool,
+                                                                          decode)
     except MediaDecodeError as exc:
         status = STATUS_OF_CODE.get(exc.code, 422)
         raise ApiError(status, f"{exc.modality}_{exc.code}", str(exc)) from None
+    row, warnings = drop_missing_signals(row)
+    if not row.modalities:
+        raise ApiError(422, refusal_code(warnings), "nothing to recognise: "
+                       + "; ".join(f"{w.modality}: {w.message}" for w in warnings))
+    return row, face_found, warnings

@@ -102,8 +102,9 @@ def test_json_and_multipart_requests_are_answered_by_the_vm(vm_server: Server) -
     r = httpx.post(f"{vm_server.url}/predict", timeout=30, json={
         "video": base64.b64encode(mp4).decode(), "audio": base64.b64encode(wav).decode()})
     assert r.status_code == 200, r.text
-    check_prediction(r.json(), ["audio", "video"], "vm")
-    assert r.json()["face_found"] is False  # noise has no face: centre crops, and we say so
+    check_prediction(r.json(), ["audio"], "vm")  # noise has no face: the video is not used
+    assert r.json()["face_found"] is False
+    assert [w["code"] for w in r.json()["warnings"]] == ["no_face"]
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code"), [

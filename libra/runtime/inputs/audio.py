@@ -26,10 +26,13 @@ no librosa), so the model never sees features made another way.
   log(x + 1e-6). Padding frames hold log(1e-6), the value of digital silence. No per-utterance
   normalisation is done here: the model normalises its input itself, using `valid_frames` to
   ignore the padding.
+- Voice activity (`libra.runtime.inputs.vad`: energy, its rise above the clip's floor and spectral
+  flatness in the speech band) over the samples the features cover: `AudioInput.voice_found` is
+  False for silence, hum or noise, and the API then leaves the audio out of the model input.
 - Bad input raises `MediaDecodeError("audio", code, why)`, never a decoder's own exception:
   "empty", "too_large", "unsupported_format", "truncated", "no_channels", "too_long",
   "too_many_samples", "decode_too_slow". A file cut short that still yields some audio is accepted
-  with what could be decoded; silence is valid input.
+  with what could be decoded; silence is valid input (decoded, with `voice_found` False).
 
 Speed (measured once on the 2-core AMD EPYC development VM, numpy 2.4, scipy 1.17, PyAV 18;
 median of 50 runs; the command is in docs/inputs.md): `log_mel` of an 8 s clip about 1 ms;
@@ -57,6 +60,7 @@ from scipy.signal import firwin
 from libra.runtime.errors import MediaDecodeError
 from libra.runtime.inputs.budget import Clock, DecodeBudget
 from libra.runtime.inputs.resample import StreamingResampler
+from libra.runtime.inputs.vad import voice_activity
 from libra.runtime.model_input import AudioInput
 
 MODALITY = "audio"
@@ -579,14 +583,19 @@ def log_mel(wave: np.ndarray, spec: AudioSpec = DEFAULT_SPEC) -> tuple[np.ndarra
 def audio_features(
     data: bytes, spec: AudioSpec = DEFAULT_SPEC, *, clock: Clock = time.monotonic
 ) -> AudioInput:
-    """Encoded bytes → `AudioInput`: decode, resample, clip/pad to `max_duration_s`, log-mel."""
+    """Encoded bytes → `AudioInput`: decode, resample, clip/pad to `max_duration_s`, log-mel,
+    and voice activity over the same samples the features cover (`voice_found`: the API leaves
+    audio without voice out of the model input)."""
     wave = decode_audio(data, spec, clock=clock)
     features, valid = log_mel(wave, spec)
+    activity = voice_activity(wave, spec.sample_rate_hz, max_samples=spec.max_samples)
     return AudioInput(
         log_mel=features,
         valid_frames=valid,
         duration_s=wave.size / spec.sample_rate_hz,
         clipped=wave.size > spec.max_samples,
+        voiced_s=activity.voiced_s,
+        voice_found=activity.has_voice,
     )
 
 
