@@ -361,9 +361,19 @@ class Simulation:
         # so whenever the planned service alone fits the budget (or the quota counts requests).
         # That is nearly every VM-served request, so it skips the call; any other case asks it.
         free_slot_is_vm = use_vms and (by_count or expected_s <= budget_s + FIT_TOLERANCE_S)
-        if not use_vms:  # everything to serverless: choose_route's first rule
+        while slots and not usable[slots[0][1]]:
+            heappop(slots)
+        # No VM at all (none can appear before the next tick): choose_route answers every
+        # request alike, serverless when spilling, else drop; only the quota's per-second
+        # bookkeeping goes on as the loop below would do it.
+        no_vm = use_vms and not slots
+        if no_vm and quota is not None:
+            for t in times:
+                if int(t) != second:
+                    second, tokens = int(t), (tokens % 1.0 if tokens > 0.0 else 0.0) + quota
+        if not use_vms or (no_vm and spill):  # everything to serverless
             self.pool.dispatch_many(times, sls_service, latency, route)
-        for i in range(n if use_vms else 0):
+        for i in range(n if use_vms and not no_vm else 0):
             t = times[i]
             if quota is not None and int(t) != second:
                 # LIBRA's per-second quota; an unspent fraction (< 1) carries over, whole

@@ -272,3 +272,20 @@ def test_pool_heap_order_is_what_next_keep_warm_assumes() -> None:
     pool.release(10.0)
     assert list(pool.idle_since) == sorted(pool.idle_since)
     assert not pool.busy_until or heapq.nsmallest(1, pool.busy_until)[0] > 10.0
+
+
+def test_arrivals_spread_once_for_all_policies_replay_as_each_alone(tmp_path: Path) -> None:
+    # epochs of a minute move arrivals out of their count's second: vm-static must still be
+    # sized on the file's per-second peak, as when the stream is replayed on its own
+    counts = synthetic_step(base_rps=5.0, step_at_s=300.0, duration_s=900, seed=2).counts
+    stream = open_trace(write_per_second(tmp_path / "step.txt", counts), epoch_s=60.0)
+    names = ["vm-static", "libra", "mark"]
+
+    together = run_policies(stream, None, names, SimConfig(), keep_requests=False,
+                            record_ticks=False, workers=2)
+    alone = [run_policies(stream, None, [name], SimConfig(), keep_requests=False,
+                          record_ticks=False)[0] for name in names]
+
+    assert [r.result.policy for r in together] == names
+    assert [dataclasses.asdict(r.result) for r in together] == \
+        [dataclasses.asdict(r.result) for r in alone]
