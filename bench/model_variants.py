@@ -33,8 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from libra.runtime.inputs.audio import AudioInput  # noqa: E402
-from libra.runtime.inputs.video import VideoInput  # noqa: E402
+from libra.runtime.model_input import AudioInput, VideoInput  # noqa: E402
 from libra.runtime.recognizer import ModelInput, Recognizer, assemble  # noqa: E402
 
 VARIANTS = ("fp32", "fp16", "int8", "int4")
