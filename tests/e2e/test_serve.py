@@ -167,9 +167,11 @@ def test_serverless_policy_sends_everything_to_functions_cold_then_warm(
 def test_libra_keeps_serverless_warm_when_a_cold_start_would_break_the_sla(
         built_models: tuple[Path, dict], tmp_path: Path) -> None:
     """The live controller hands the policy the pool's cold start (0.75 s) against a 0.5 s SLA:
-    `libra` asks for a warm set sized to the spill it saw, and the pool keeps it alive."""
+    `libra` asks for a warm set sized to the spill it saw, and the pool keeps it alive. Calls
+    planned at 0.1 s (not the local profile's 3.6 ms), so ~12 req/s of spill needs two."""
     server = Server(built_models[0], tmp_path, "--policy", "libra", "--initial-vms", "0",
-                    "--sla-s", "0.5", "--serverless-keep-alive-s", "4")
+                    "--sla-s", "0.5", "--serverless-keep-alive-s", "4",
+                    env={"LIBRA_SERVERLESS__SERVICE_TIME_MEAN_S": "0.1"})
     try:
         with httpx.Client(timeout=60) as client:
             for _ in range(12):
