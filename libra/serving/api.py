@@ -151,12 +151,14 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         svc: Service = app.state.service
-        ready = svc.controller.ticks > 0
+        why_not = svc.not_ready()
         # degraded (Redis down) stays 200: this router still serves on its local view, and a
         # shared dependency failing must not pull every router out of the load balancer at once
-        return JSONResponse({"ready": ready, "degraded": svc.degraded(),
-                             "model_version": svc.model_version},
-                            status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": why_not is None, "degraded": svc.degraded(),
+                                "model_version": svc.model_version}
+        if why_not is not None:
+            body["reason"] = why_not
+        return JSONResponse(body, status_code=200 if why_not is None else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

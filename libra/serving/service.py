@@ -276,6 +276,19 @@ class Service:
             "degraded": self.degraded(),
         }
 
+    def not_ready(self) -> str | None:
+        """Why this router cannot serve a request now (None: it can). Ready means some backend
+        would take a request: a ready VM worker, or serverless under a policy that uses it. A
+        VM-only policy whose only VM is still booting is not ready: a load balancer should send
+        its traffic elsewhere rather than have it refused."""
+        decision = self.controller.last_decision
+        if self.controller.ticks == 0 or decision is None:
+            return "the controller has not decided yet"
+        if decision.use_vms and not decision.spill_to_serverless \
+                and not self.provisioner.ready_workers():
+            return "the policy serves from VMs only and no VM worker is ready yet"
+        return None
+
     def degraded(self) -> list[str]:
         """What works worse than it should, one sentence each (empty: nothing). A degraded router
         still serves: the caller decides whether that matters (`/readyz` stays 200)."""
