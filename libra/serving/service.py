@@ -32,6 +32,7 @@ from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
 from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessDriver
 from libra.serving.backends.vm import VMBackend
 from libra.serving.control.controller import Controller
+from libra.serving.emf import EmfReporter
 from libra.serving.logs import RateLimitedLog
 from libra.serving.metrics import ServeMetrics
 from libra.serving.provision.base import Provisioner
@@ -112,6 +113,7 @@ class Service:
         self.model_version = str(self.manifest["model_version"])
         self.tokenizer = TextTokenizer.from_file()
         self.metrics = ServeMetrics()
+        self.emf = EmfReporter.from_env()  # CloudWatch alarms' data on AWS; a no-op elsewhere
         # one link (timeouts, breaker, health) for every use of Redis in this process
         self.redis = (RedisLink(s.redis_url,
                                 on_error=lambda op: self.metrics.redis_errors.labels(op).inc(),
@@ -202,6 +204,7 @@ class Service:
             except Exception:  # counted and logged; the loop outlives a bad tick
                 self.controller.tick_errors += 1
                 self.metrics.tick_errors.inc()
+                self.emf.put({"ControlTickErrors": 1})
                 failures.failure("control tick", "control tick %d failed; the fleet keeps its "
                                  "size until a good tick", self.controller.ticks + 1)
             next_s += tick_s

@@ -815,3 +815,23 @@ def test_terraform_validate_and_mocked_test(tmp_path: Path) -> None:
     run("validate")
     out = run("test")
     assert re.search(r"Success! \d+ passed, 0 failed", out), out
+
+
+def test_the_router_prints_the_documented_emf_line() -> None:
+    """libra.serving.emf writes what the alarm reads, in the documented shape."""
+    import io
+
+    from libra.serving.emf import EmfReporter
+
+    example = emf_example()
+    out = io.StringIO()
+    env = {"AWS_EMF_NAMESPACE": example["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+           "AWS_EMF_SERVICE_NAME": example["ServiceName"]}
+    reporter = EmfReporter.from_env(env)
+    reporter.out, reporter.clock = out, lambda: example["_aws"]["Timestamp"] / 1000
+    reporter.put({"ControlTickErrors": 1})
+    assert json.loads(out.getvalue()) == example
+    silent = EmfReporter.from_env({})
+    silent.out = io.StringIO()
+    silent.put({"ControlTickErrors": 1})
+    assert silent.out.getvalue() == ""
