@@ -112,7 +112,19 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 @click.option("--trace", "traces", multiple=True, type=click.Path(path_type=Path),
               help="trace file; repeat to concatenate Azure 2019 day files")
 @click.option("--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
-              show_default=True)
+              show_default=True, help="trace format (docs/cli.md); auto detects it from the file")
+@click.option("--time-field", "--time-column", "time_field", default=None, metavar="NAME",
+              help="jsonl/csv: the field or column holding each request's time (count csv: "
+              "each bin's) [default: the one named like a time]")
+@click.option("--time-unit", type=click.Choice(["s", "ms", "us", "ns"]), default=None,
+              help="jsonl/csv: unit of numeric times [default: from the name (time_ms), or the "
+              "size of epoch times; ISO-8601 needs none]")
+@click.option("--count-column", default=None, metavar="NAME",
+              help="csv of counts per bin: the column of counts [default: the one named like a "
+              "count: count, requests, invocations, ...]")
+@click.option("--bin-s", type=float, default=None,
+              help="counts, per-second, count csv: seconds per bin [default: 1; a count csv: "
+              "the step of its time column]")
 @click.option("--function", default=None, help="Azure trace: replay one function (HashFunction)")
 @click.option("--app", default=None, help="Azure trace: replay one app (HashApp), all functions")
 @click.option("--top", type=click.IntRange(min=1), default=None,
@@ -157,7 +169,9 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 @click.option("--progress/--no-progress", default=None,
               help="progress bar (default: when stderr is a terminal)")
 @click.pass_context
-def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str | None,
+def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str | None,
+         time_unit: str | None, count_column: str | None, bin_s: float | None,
+         function: str | None,
          app: str | None, top: int | None, scale: float, start_s: float, end_s: float | None,
          spread: str | None, epoch_s: float | None, seed: int, policies: str, preset: str | None,
          profile_name: str | None, config_path: Path | None, overrides: tuple[str, ...],
@@ -206,7 +220,9 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, function: str |
     try:
         trace = open_trace(list(traces), fmt=fmt, function=function, app=app, top=top,
                            scale=scale, start_s=start_s, end_s=end_s,
-                           spread=spread, seed=seed, epoch_s=epoch_s)  # type: ignore[arg-type]
+                           spread=spread, seed=seed, epoch_s=epoch_s,  # type: ignore[arg-type]
+                           time_field=time_field, time_unit=time_unit, count_column=count_column,
+                           bin_s=bin_s)
         n_requests = trace.n_requests
     except TraceFormatError as exc:
         raise click.ClickException(str(exc)) from None

@@ -21,7 +21,7 @@ from libra.core.policies import VMStatic, make_policy, policy_class
 from libra.core.policies.base import Policy
 from libra.core.policies.steps import vms_for_rate
 from libra.forked import fork_map
-from simulator.arrivals import ArrayStream, ArrivalStream, CountStream
+from simulator.arrivals import ArrayStream, ArrivalStream
 from simulator.config import SimConfig
 from simulator.engine import Mode, Simulation, _as_stream
 from simulator.recorder import TickLog
@@ -164,11 +164,12 @@ def run_policies(
 
 
 def _shared_arrivals(stream: ArrivalStream, n_policies: int) -> ArrivalStream:
-    """Spread a count trace's arrivals once for all policies when they are few (a week at
-    1 req/s: 0.6 M, 5 MB), instead of once per policy: forked children share the array, and
-    the arrivals are the very same (`materialize` joins the chunks the engine would replay).
-    Longer traces stay streamed, so memory stays flat in their length."""
-    if n_policies < 2 or not isinstance(stream, CountStream) or \
+    """Make a streamed trace's arrivals once for all policies when they are few (a week at
+    1 req/s: 0.6 M, 5 MB), instead of once per policy (spreading counts, or parsing a log
+    file again): forked children share the array, and the arrivals are the very same
+    (`materialize` joins the chunks the engine would replay). Longer traces stay streamed, so
+    memory stays flat in their length."""
+    if n_policies < 2 or isinstance(stream, ArrayStream) or \
             stream.n_requests > SHARED_ARRIVALS_MAX:
         return stream
     shared = ArrayStream.of(stream.materialize())

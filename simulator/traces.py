@@ -5,6 +5,13 @@ Functions 2019), per-invocation rows (Azure Functions 2021), per-request date-ti
 LLM inference), plain timestamps, and per-second counts (LIBRA's own traces). ``load_trace`` reads
 any of them into one :class:`Trace` so that policies are compared on the same footing.
 
+And the shapes a user's own logs come in, with no script between: JSON lines with a time field
+(``jsonl``; seconds, ms, us, ns or ISO-8601: :mod:`simulator.request_files`), a CSV with a
+chosen time column or a count column and a bin width (``csv``), and whitespace-separated counts
+(``counts``: :mod:`simulator.count_files`); any file may be gzip'd (read by its magic bytes).
+Detected where the file is unambiguous (``detect_format``); ``time_field``, ``time_unit``,
+``count_column`` and ``bin_s`` say what it cannot.
+
 Count formats carry no timing inside a bin. We place a bin's ``count`` arrivals as ``count``
 sorted uniform draws inside the bin, which *is* a Poisson process conditioned on its count: the
 count per bin stays exact (so totals match the published numbers) while the spacing is random
@@ -31,15 +38,25 @@ from typing import Literal, NoReturn
 import numpy as np
 
 from simulator.arrivals import ArrayStream, ArrivalStream, CountStream, to_epochs
+from simulator.count_files import (
+    count_column_candidates,
+    read_csv_counts,
+    read_per_second,
+    read_whitespace_counts,
+)
 from simulator.errors import TraceFormatError
+from simulator.request_files import RequestFileStream, csv_dialect, open_request_files
 from simulator.trace_base import SPREADS, Spread, Trace, spread_counts
-from simulator.trace_io import open_text
+from simulator.trace_io import numbered_lines, open_text
 from simulator.trace_io import reading as _reading
+from simulator.trace_times import TIME_UNITS, epoch_unit, looks_like_time_name
 
-__all__ = ["FORMATS", "SPREADS", "ArrivalStream", "Trace", "detect_format", "load_trace",
-           "open_trace", "spread_counts"]
+__all__ = ["FORMATS", "SPREADS", "ArrivalStream", "ReadOptions", "Trace", "detect_format",
+           "load_trace", "open_trace", "spread_counts"]
 
-FORMATS = ("azure2019", "azure2021", "azure-llm", "timestamps", "per-second")
+FORMATS = ("azure2019", "azure2021", "azure-llm", "timestamps", "per-second", "jsonl", "csv",
+           "counts")
+_COUNT_KINDS = ("azure2019", "per-second", "counts")
 
 SECONDS_PER_MINUTE = 60.0
 SECONDS_PER_SECOND_BIN = 1.0
@@ -62,8 +79,33 @@ _EXPECTED_HEADERS = (
     "azure2021 'app,func,end_timestamp,duration'; "
     "azure-llm 'TIMESTAMP,ContextTokens,GeneratedTokens'; "
     "timestamps a header with a 'timestamp_s' (or 'timestamp') column, or no header and one "
-    "number per line; per-second no header and one integer per line"
+    "number per line; per-second no header and one integer per line; "
+    "jsonl one JSON object per line with a time field (--time-field); "
+    "csv a header with a time column (--time-column) or a count column (--count-column); "
+    "counts whitespace-separated integers"
 )
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a file cannot say about itself: which field holds the time, in which unit, which
+    column counts requests, how long a bin is. None: detect it (or fail asking for it)."""
+
+    time_field: str | None = None
+    time_unit: str | None = None
+    count_column: str | None = None
+    bin_s: float | None = None
+
+    def check(self) -> None:
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise ValueError(f"unknown time unit {self.time_unit!r}; choose one of "
+                             f"{', '.join(TIME_UNITS)}")
+        if self.bin_s is not None and not (math.isfinite(self.bin_s) and self.bin_s > 0):
+            raise ValueError(f"bin_s must be a finite number of seconds > 0, got {self.bin_s}")
+        for name in ("time_field", "count_column"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ValueError(f"{name} must name a field or column, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,6 +126,10 @@ def load_trace(
     spread: Spread = "poisson",
     seed: int = 0,
     epoch_s: float | None = None,
+    time_field: str | None = None,
+    time_unit: str | None = None,
+    count_column: str | None = None,
+    bin_s: float | None = None,
 ) -> Trace:
     """Read one trace file (or several, back to back) into a :class:`Trace`.
 
@@ -91,8 +137,9 @@ def load_trace(
     there for every argument); use that for long traces, this for small ones and for analysis.
     """
     return open_trace(paths, fmt=fmt, function=function, app=app, top=top, scale=scale,
-                      start_s=start_s, end_s=end_s, spread=spread, seed=seed,
-                      epoch_s=epoch_s).materialize()
+                      start_s=start_s, end_s=end_s, spread=spread, seed=seed, epoch_s=epoch_s,
+                      time_field=time_field, time_unit=time_unit, count_column=count_column,
+                      bin_s=bin_s).materialize()
 
 
 def open_trace(
@@ -108,12 +155,18 @@ def open_trace(
     spread: Spread = "poisson",
     seed: int = 0,
     epoch_s: float | None = None,
+    time_field: str | None = None,
+    time_unit: str | None = None,
+    count_column: str | None = None,
+    bin_s: float | None = None,
 ) -> ArrivalStream:
     """Read one trace file (or several, back to back) as a stream of arrivals.
 
-    Count formats (azure2019, per-second) keep only their counts in memory and spread one chunk
-    of trace time at a time (:mod:`simulator.arrivals`); per-request formats are read whole
-    (they are small) and handed out in chunks.
+    Count formats (azure2019, per-second, counts, csv with a count column) keep only their
+    counts in memory and spread one chunk of trace time at a time (:mod:`simulator.arrivals`);
+    jsonl and csv with a time column stream the file again for every replay (memory flat;
+    :mod:`simulator.request_files`); the other per-request formats are read whole (they are
+    small) and handed out in chunks.
 
     Args:
         paths: a file, or a list of files concatenated in time (day 2 follows day 1). All must
@@ -146,6 +199,14 @@ def open_trace(
             trace time, after spreading and scaling, before the window cut). LIBRA's simulator
             handles a second's requests together (``epoch_s=1``: a 1 s request served at once
             frees its slot exactly when the next second's requests arrive). None: keep times.
+        time_field: jsonl / csv: the field or column holding each request's time (for a count
+            csv: the column saying which bin a row is). None: the one whose name says time.
+        time_unit: jsonl / csv: ``s``, ``ms``, ``us`` or ``ns`` for numeric times. None: from
+            the field's name (``time_ms``) or, for epoch times, their size; date-times need none.
+        count_column: csv: the column of request counts per bin (a count csv). None: the one
+            named like a count (count, requests, invocations, hits, ...), if any.
+        bin_s: counts, per-second and count csv: seconds per bin. None: 1 for counts and
+            per-second, the step between the first two rows' times for a count csv.
 
     Raises:
         TraceFormatError: a file is missing, empty or malformed, or an id is not in it.
@@ -158,17 +219,27 @@ def open_trace(
     if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
                             or top < 1):
         raise ValueError(f"top must be a whole number of functions >= 1, got {top!r}")
-    formats = _resolve_formats(path_list, fmt)
+    options = ReadOptions(time_field, time_unit, count_column, bin_s)
+    options.check()
+    formats = _resolve_formats(path_list, fmt, options)
     kind = formats[0]
     _check_selection_applies(kind, function, app, top)
+    _check_options_apply(kind, options, path_list[0])
     if function is not None and top is not None:
         raise ValueError("function= keeps one function and top= the busiest N: give one of them")
     name = _trace_name(path_list, function=function, app=app, top=top, scale=scale,
                        start_s=start_s, end_s=end_s)
     source = ", ".join(str(p) for p in path_list)
     rng = np.random.default_rng(seed)
-    if kind in ("azure2019", "per-second"):
-        counts, bin_s = _read_count_series(path_list, kind, function=function, app=app, top=top)
+    if kind == "jsonl" or (kind == "csv" and _csv_mode(path_list[0], options) == "requests"):
+        files = open_request_files(path_list, "jsonl" if kind == "jsonl" else "csv",
+                                   time_field=time_field, time_unit=time_unit)
+        return RequestFileStream(name=name, source=source, duration_s=0.0, files=files,
+                                 scale=scale, seed=seed, epoch_s=epoch_s, start_s=start_s,
+                                 stop_s=end_s)
+    if kind in (*_COUNT_KINDS, "csv"):
+        counts, bin_s = _read_count_series(path_list, kind, function=function, app=app, top=top,
+                                           options=options)
         counts = _scale_counts(counts, scale, rng)
         full_s = counts.size * bin_s
         if start_s >= full_s and (start_s > 0 or full_s > 0):
@@ -219,10 +290,10 @@ def _check_arguments(
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
 
 
-def _resolve_formats(path_list: list[Path], fmt: str) -> list[str]:
+def _resolve_formats(path_list: list[Path], fmt: str, options: ReadOptions) -> list[str]:
     if fmt != "auto":
         return [fmt] * len(path_list)
-    formats = [detect_format(path) for path in path_list]
+    formats = [_detect(path, options) for path in path_list]
     for path, kind in zip(path_list[1:], formats[1:], strict=True):
         if kind != formats[0]:
             raise TraceFormatError(
@@ -233,11 +304,22 @@ def _resolve_formats(path_list: list[Path], fmt: str) -> list[str]:
     return formats
 
 
-def detect_format(path: str | Path) -> str:
-    """Which of :data:`FORMATS` a file is in, from its header (or, headerless, its lines)."""
-    path = Path(path)
+def detect_format(path: str | Path, *, time_field: str | None = None,
+                  time_unit: str | None = None, count_column: str | None = None) -> str:
+    """Which of :data:`FORMATS` a file is in, from its header (or, headerless, its lines).
+
+    Naming a time field, a unit or a count column says the file is a user's log (jsonl if its
+    first line is a JSON object, else csv) rather than one of the public traces' own formats."""
+    return _detect(Path(path), ReadOptions(time_field, time_unit, count_column))
+
+
+def _detect(path: Path, options: ReadOptions) -> str:
     first = _first_line(path)
-    cells = [c.strip() for c in next(csv.reader([first]), [""])]
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    if options.time_field is not None or options.count_column is not None:
+        return "csv"
+    cells = [c.strip() for c in next(csv.reader([first], delimiter=csv_dialect(first)), [""])]
     names = set(cells)
     if set(_AZ2019_IDS) <= names:
         return "azure2019"
@@ -246,15 +328,76 @@ def detect_format(path: str | Path) -> str:
     if _LLM_TIME_COLUMN in names:
         return "azure-llm"
     if {c.lower() for c in cells} & set(_TIMESTAMP_COLUMNS):
-        return "timestamps"
-    if len(cells) == 1 and _is_number(cells[0]):
-        # Headerless: integers only means counts per second; any fraction or exponent means
-        # seconds. (Integer timestamps are ambiguous: pass fmt="timestamps".)
-        lines = _read_lines(path)
-        return "timestamps" if any(_looks_fractional(line) for line in lines) else "per-second"
+        # seconds, as this format has always read them, unless a unit was given or the values
+        # can only be epoch milli-, micro- or nanoseconds
+        return "csv" if options.time_unit is not None or _epoch_subsecond(path) else \
+            "timestamps"
+    if len(cells) == 1 and _is_number(cells[0].split()[0] if cells[0].split() else ""):
+        return _headerless_numbers(path)
+    tokens = first.split()
+    if len(tokens) > 1 and "," not in first and all(_INT_RE.fullmatch(t) for t in tokens):
+        return "counts"
+    if count_column_candidates(cells) or any(looks_like_time_name(c) for c in cells):
+        return "csv"
     raise TraceFormatError(
         str(path), 1, f"unrecognised header {_clip(first)!r}; expected one of: {_EXPECTED_HEADERS}"
     )
+
+
+def _headerless_numbers(path: Path) -> str:
+    """Headerless numbers: integers one a line are counts per second, integers several to a line
+    whitespace-separated counts, and any fraction or exponent means seconds (timestamps).
+    (Integer timestamps are ambiguous: pass fmt="timestamps".) Read a line at a time."""
+    several = False
+    for _, text in numbered_lines(path):
+        if _looks_fractional(text):
+            return "timestamps"
+        several = several or len(text.split()) > 1
+    return "counts" if several else "per-second"
+
+
+def _epoch_subsecond(path: Path) -> bool:
+    """Whether a timestamps file's first time is an epoch time in ms, us or ns (not seconds)."""
+    lines = numbered_lines(path)
+    header = next(((n, t) for n, t in lines if t.strip()), None)
+    row = next(((n, t) for n, t in lines if t.strip()), None)
+    if header is None or row is None:
+        return False
+    names = [c.strip().lower() for c in next(csv.reader([header[1]]))]
+    cells = next(csv.reader([row[1]]))
+    column = next((names.index(c) for c in _TIMESTAMP_COLUMNS if c in names), 0)
+    if column >= len(cells) or not _is_number(cells[column]):
+        return False
+    return epoch_unit(float(cells[column])) in ("ms", "us", "ns")
+
+
+def _csv_mode(path: Path, options: ReadOptions) -> str:
+    """A csv of requests (a time column) or of counts per bin (a count column)."""
+    if options.count_column is not None:
+        return "counts"
+    if options.time_field is not None:
+        return "requests"
+    first = _first_line(path)
+    cells = [c.strip() for c in next(csv.reader([first], delimiter=csv_dialect(first)), [""])]
+    return "counts" if count_column_candidates(cells) else "requests"
+
+
+def _check_options_apply(kind: str, options: ReadOptions, path: Path) -> None:
+    """Refuse a flag the format has no use for, rather than ignore it."""
+    if options.count_column is not None and kind != "csv":
+        raise ValueError(f"count_column names a column of a count csv; a {kind} trace has none")
+    if options.time_field is not None and kind not in ("jsonl", "csv"):
+        raise ValueError(f"time_field names the time of a jsonl or csv trace; {kind} traces "
+                         "have their own")
+    if options.time_unit is not None and kind not in ("jsonl", "csv"):
+        raise ValueError(f"time_unit applies to jsonl and csv times; {kind} traces have their "
+                         "own unit")
+    counts = kind in ("per-second", "counts") or (kind == "csv" and
+                                                  _csv_mode(path, options) == "counts")
+    if options.bin_s is not None and not counts:
+        has = "per-minute bins" if kind == "azure2019" else "a time per request"
+        raise ValueError(f"bin_s is the bin of a count trace (counts, per-second, a count csv); "
+                         f"a {kind} trace has {has}")
 
 
 def _check_selection_applies(
@@ -357,12 +500,26 @@ RowKey = tuple[str, str, str]  # (HashOwner, HashApp, HashFunction): one functio
 
 
 def _read_count_series(
-    path_list: list[Path], kind: str, *, function: str | None, app: str | None, top: int | None
+    path_list: list[Path], kind: str, *, function: str | None, app: str | None, top: int | None,
+    options: ReadOptions,
 ) -> tuple[np.ndarray, float]:
     """The selected counts per bin of all files back to back (int64), and the bin in seconds."""
+    if kind == "csv":
+        parts = [read_csv_counts(path, count_column=options.count_column,
+                                 time_column=options.time_field, time_unit=options.time_unit,
+                                 bin_s=options.bin_s) for path in path_list]
+        bins = {bin_s for _, bin_s in parts}
+        if len(bins) > 1:
+            raise TraceFormatError(", ".join(map(str, path_list)), None,
+                                   f"files read together have different bins "
+                                   f"({', '.join(f'{b:g} s' for b in sorted(bins))}); give "
+                                   "--bin-s or read them one at a time")
+        return np.concatenate([c for c, _ in parts]), parts[0][1]
     if kind != "azure2019":
-        series = [_read_per_second(path) for path in path_list]
-        return np.concatenate(series), SECONDS_PER_SECOND_BIN
+        read = read_per_second if kind == "per-second" else read_whitespace_counts
+        series = [read(path, empty_why=_EXPECTED_HEADERS) for path in path_list]
+        bin_s = SECONDS_PER_SECOND_BIN if options.bin_s is None else options.bin_s
+        return np.concatenate(series), bin_s
     ids = _IdIndex()
     if top is None:
         def keep(key: RowKey) -> bool:
@@ -540,26 +697,6 @@ def _unknown_id_message(kind: str, wanted: str, known: dict[str, None]) -> str:
     example = next(iter(known), None)
     hint = f", e.g. {example!r}" if example is not None else ""
     return f"no {kind} id {wanted!r}; the file has {len(known)} {kind} ids{hint}"
-
-
-def _read_per_second(path: Path) -> np.ndarray:
-    """Counts per second, one non-negative integer per line (line i = second i)."""
-    lines = _read_lines(path)
-    try:
-        counts = np.array(lines, dtype=np.int64)
-    except (ValueError, OverflowError):
-        counts = None
-    if counts is None or counts.min() < 0:
-        for line_no, text in enumerate(lines, start=1):
-            if not _INT_RE.fullmatch(text.strip()) or int(text) < 0:
-                raise TraceFormatError(
-                    str(path), line_no,
-                    f"expected a non-negative integer (requests in second {line_no - 1}), "
-                    f"got {_clip(text, 40)!r}; per-second traces hold one count per line and "
-                    "no header",
-                )
-        raise TraceFormatError(str(path), None, "a count is too large for a 64-bit integer")
-    return counts
 
 
 def _scale_counts(counts: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:

@@ -517,7 +517,7 @@ def test_trace_format_error_str_and_pickle() -> None:
     ({"scale": float("nan")}, "scale must be a finite number > 0"),
     ({"start_s": 5.0, "end_s": 5.0}, r"end_s \(5.0\) must be greater than start_s \(5.0\)"),
     ({"start_s": -1.0}, "start_s must be a finite number of seconds >= 0"),
-    ({"fmt": "csv"}, "unknown trace format 'csv'; choose one of auto, " + ", ".join(FORMATS)),
+    ({"fmt": "xlsx"}, "unknown trace format 'xlsx'; choose one of auto, " + ", ".join(FORMATS)),
     ({"spread": "even"}, "unknown spread 'even'; choose one of poisson, uniform"),
     ({"seed": -1}, "seed must be an integer >= 0"),
     ({"function": "f"}, "function=/app= select rows of azure2019 or azure2021 traces"),
