@@ -26,12 +26,14 @@ from libra.core.billing import invocation_cost_usd, vm_billed_s, vm_fleet_cost_u
 from libra.core.lifecycle import VMState
 from libra.core.platform import ServerlessConfig, VMConfig
 from libra.core.policies import make_policy
+from libra.core.policies.base import Decision
 from libra.runtime.inputs.text import TextTokenizer
 from libra.serving.admission import DecodePool, Gate
 from libra.serving.backends.local_pool import LocalServerlessPool, PoolConfig
 from libra.serving.backends.serverless import AwsLambdaDriver, ServerlessDriver
 from libra.serving.backends.vm import VMBackend
 from libra.serving.control.controller import Controller
+from libra.serving.control.shared_decision import DecisionBoard
 from libra.serving.emf import EmfReporter
 from libra.serving.logs import RateLimitedLog
 from libra.serving.metrics import ServeMetrics
@@ -39,12 +41,19 @@ from libra.serving.provision.base import Provisioner
 from libra.serving.provision.local import LocalProvisioner
 from libra.serving.router import Router, RouterConfig
 from libra.serving.settings import Settings
+from libra.serving.state.lease import Lease, RedisLease, SoleLease
 from libra.serving.state.rates import MemoryRateStore, RateMonitor, RedisRateStore
-from libra.serving.state.redis_link import RedisLink
+from libra.serving.state.redis_link import RedisLink, RedisUnavailableError
 from libra.serving.state.registry import MemoryRegistry, RedisRegistry, WorkerRegistry
 
 BILLED_STATES = frozenset({VMState.BOOTING, VMState.READY, VMState.DRAINING})
 """A VM is billed from launch until it has stopped (drained and terminated)."""
+
+LEASE_TICKS = 3
+"""The leadership lease lasts this many ticks: a follower takes over within about as many
+ticks of the leader dying, and a leader survives a tick or two that is late."""
+DECISION_TICKS = 30
+"""The published decision expires after this many ticks without a leader writing it."""
 
 log = logging.getLogger(__name__)
 failures = RateLimitedLog(log)
@@ -141,6 +150,12 @@ class Service:
         self.policy = make_policy(s.policy, **s.chosen_policy_params)
         self.controller = Controller(self.policy, self.monitor, self.provisioner,
                                      self.serverless, self.router, platform)
+        # one controller among the routers sharing a Redis (libra.serving.state.lease)
+        lease_ttl_s = LEASE_TICKS * s.tick_s
+        self.lease: Lease = (RedisLease(self.redis, lease_ttl_s) if self.redis
+                             else SoleLease())
+        self.board = (DecisionBoard(self.redis, DECISION_TICKS * s.tick_s) if self.redis
+                      else None)
         self.cost = CostMeter(s.vm, s.serverless)
         self._control: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
@@ -196,9 +211,10 @@ class Service:
         while True:
             self.metrics.tick_late.set(max(0.0, time.monotonic() - next_s))
             try:
-                decision = await loop.run_in_executor(self._control_pool, self.controller.tick)
+                decision = await loop.run_in_executor(self._control_pool, self._tick)
                 self._after_tick()
-                if decision.serverless_warm and (self._warming is None or self._warming.done()):
+                if decision is not None and decision.serverless_warm \
+                        and (self._warming is None or self._warming.done()):
                     self._warming = asyncio.ensure_future(
                         self._keep_warm(decision.serverless_warm))
             except Exception:  # counted and logged; the loop outlives a bad tick
@@ -212,6 +228,27 @@ class Service:
             if next_s < now - tick_s:  # a tick overran by more than one period: do not burst
                 next_s = now
             await asyncio.sleep(max(0.0, next_s - now))
+
+    def _tick(self) -> Decision | None:
+        """The leader runs the policy and publishes its decision; a follower applies the
+        leader's decision to its router and returns None (it keeps nothing warm: the warm set
+        is the leader's). Without Redis this router is the leader."""
+        if self.lease.step():
+            decision = self.controller.tick()
+            if self.board is not None:
+                # a failure is logged by the link; followers keep the last decision
+                with contextlib.suppress(RedisUnavailableError):
+                    self.board.publish(decision, self.lease.holder_id)
+            return decision
+        followed = None
+        if self.board is not None:
+            try:
+                read = self.board.read()
+            except RedisUnavailableError:  # logged by the link: keep the last decision
+                read = None
+            followed = None if read is None else read[0]
+        self.controller.follow(followed)
+        return None
 
     async def _keep_warm(self, target: int) -> None:
         """The policy's serverless warm set; its starts and pings are billed like requests
@@ -273,7 +310,9 @@ class Service:
                           "serverless_cold_start_s": self.router.serverless_cold_start_s},
             "cost_usd": {"vm": self.cost.vm_usd, "serverless": self.cost.serverless_usd},
             "control": {"ticks": self.controller.ticks,
-                        "tick_errors": self.controller.tick_errors},
+                        "tick_errors": self.controller.tick_errors,
+                        "role": self.lease.role, "leader": self.lease.leader_id,
+                        "router_id": self.lease.holder_id},
             "rate_store_errors": self.monitor.store_errors,
             "rate_store": self.monitor.health(),
             "degraded": self.degraded(),
@@ -312,6 +351,7 @@ class Service:
                 await self._control
         await asyncio.get_running_loop().run_in_executor(self._control_pool,
                                                          self.provisioner.close)
+        await asyncio.get_running_loop().run_in_executor(self._control_pool, self.lease.release)
         await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
         await self.serverless.aclose()
         await self.vm.aclose()

@@ -45,9 +45,10 @@ def test_lifecycle_states_map_and_only_registered_in_service_workers_route(clien
             instance("i-quiet", "InService"), instance("i-bye", "Terminating:Wait")]),
             {"AutoScalingGroupNames": [GROUP]})
         p.poll()
-    counts = p.counts()
-    assert (counts[VMState.BOOTING], counts[VMState.READY], counts[VMState.DRAINING]) == (1, 2, 1)
-    assert [w.worker_id for w in p.ready_workers()] == ["i-ready"]  # i-quiet has no worker yet
+    counts = p.counts()  # i-quiet is InService but its worker never registered: not capacity
+    assert (counts[VMState.BOOTING], counts[VMState.READY], counts[VMState.DRAINING]) == (2, 1, 1)
+    assert p.vm_states()["i-quiet"] == VMState.BOOTING  # still billed
+    assert [w.worker_id for w in p.ready_workers()] == ["i-ready"]
 
 
 def test_scale_in_protects_busy_instances_first(client) -> None:  # type: ignore[no-untyped-def]
@@ -118,3 +119,33 @@ def test_an_unreadable_registry_keeps_the_known_workers_still_in_service(client)
         p.poll()  # must not raise: the controller ticks on
     assert [w.worker_id for w in p.ready_workers()] == ["i-a"]  # i-b left service meanwhile
     assert p.registry_errors == 1
+
+
+def test_a_worker_whose_heartbeat_expires_stops_counting_as_ready(client) -> None:  # type: ignore[no-untyped-def]
+    now = [0.0]
+    registry = MemoryRegistry(ttl_s=10.0, clock=lambda: now[0])
+    registry.heartbeat(WorkerInfo("i-a", "http://10.0.0.1:8101"))
+    p = AutoScalingProvisioner(GROUP, registry=registry, client=client, clock=lambda: now[0],
+                               unregistered_warn_s=60.0)
+    with Stubber(client) as stub:
+        for _ in range(2):
+            stub.add_response("describe_auto_scaling_groups",
+                              group(1, [instance("i-a", "InService")]))
+        p.poll()
+        assert p.counts()[VMState.READY] == 1
+        now[0] = 11.0  # the container died: no heartbeat for longer than the TTL
+        p.poll()
+    counts = p.counts()
+    assert (counts[VMState.READY], counts[VMState.BOOTING]) == (0, 1)
+    assert p.ready_workers() == []
+
+
+def test_a_follower_refreshes_workers_from_the_registry_without_calling_aws(client) -> None:  # type: ignore[no-untyped-def]
+    registry = MemoryRegistry()
+    registry.heartbeat(WorkerInfo("i-a", "http://10.0.0.1:8101"))
+    p = AutoScalingProvisioner(GROUP, registry=registry, client=client)
+    with Stubber(client) as stub:  # no response queued: any AWS call would raise
+        p.refresh_workers()
+        stub.assert_no_pending_responses()
+    assert [w.worker_id for w in p.ready_workers()] == ["i-a"]
+    assert p.vm_states() == {}  # the fleet is the leader's to report and bill

@@ -19,6 +19,11 @@ several routers share. The tick loop itself is scheduled on `time.monotonic()`.
 
 The loop that calls `tick` (`libra.serving.service`) counts a tick that fails in `tick_errors`
 and goes on: the fleet keeps its size until the next good tick.
+
+With several routers on one Redis only the lease holder (`libra.serving.state.lease`) calls
+`tick`; the others call `follow` with the leader's published decision: they refresh the workers
+they route to and apply the decision to their router, but never run the policy or resize the
+fleet (and never call the cloud's describe API: see `follow`).
 """
 
 from __future__ import annotations
@@ -94,3 +99,18 @@ class Controller:
         self.last_decision, self.last_observation = decision, obs
         self.ticks += 1
         return decision
+
+    def follow(self, decision: Decision | None) -> None:
+        """A follower's tick: routing workers refreshed, the leader's `decision` (None: none
+        published yet, keep the last) given to the router. A provisioner with a
+        `refresh_workers` method (AWS: the registry only, no DescribeAutoScalingGroups) uses it;
+        one without (local processes this router owns) polls as usual."""
+        refresh = getattr(self.provisioner, "refresh_workers", None)
+        if callable(refresh):
+            refresh()
+        else:
+            self.provisioner.poll()
+        if decision is not None:
+            self.router.decision = decision
+            self.last_decision = decision
+        self.ticks += 1
