@@ -17,13 +17,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libra.runtime.errors import MediaDecodeError
 from libra.runtime.inputs.audio import audio_features
@@ -36,6 +37,18 @@ from libra.serving.admission import DOOR_REASONS, ShedError, Ticket
 from libra.serving.backends.serverless import ServerlessError
 from libra.serving.bodies import BodyError, decode_base64, parse_json, scrub_paths
 from libra.serving.logs import RateLimitedLog
+from libra.serving.oip import (
+    MODEL_NAME,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ServerMetadata,
+    infer_response,
+    model_metadata,
+    parse_infer,
+    server_metadata,
+)
+from libra.serving.request_id import RequestIdMiddleware
 from libra.serving.service import Service
 
 log = logging.getLogger(__name__)
@@ -89,6 +102,31 @@ class Prediction(BaseModel):
     retried_on_serverless: bool = False
 
 
+class ErrorBody(BaseModel):
+    """Every error this API answers, whatever the path: a stable `code` to branch on, a
+    sentence to read, the request's id (also in the `X-Request-ID` header). `error` repeats the
+    message for Open Inference Protocol clients, which read that field."""
+
+    code: str
+    message: str
+    request_id: str
+    error: str
+
+
+ERROR_STATUSES = {401: "no or bad API key", 403: "this key may not use this path",
+                  408: "the body did not arrive in time", 413: "a size or decode-cost limit",
+                  415: "a format or content type we cannot read",
+                  422: "bad or missing input, or nothing to recognise",
+                  429: "this key's rate limit (Retry-After)", 500: "a server bug (logged)",
+                  502: "the serverless backend failed after its retries",
+                  503: "overload or no capacity in time (Retry-After)"}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": why, "model": ErrorBody} for status, why in ERROR_STATUSES.items()}
+"""The statuses `/predict` and the v2 infer answer besides 200, each with the error body; the
+API-key gate's 401/403/429 are answered before routing, but clients of these paths meet them."""
+Reader = Callable[[Request, Service], Awaitable[tuple[str | None, bytes | None, bytes | None]]]
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -98,8 +136,10 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
     """The typed JSON error; the message never shows a server file path. A 408 closes the
     connection: the rest of a stalled body may still come, and keep-alive would hold it 5 s more."""
-    response = JSONResponse({"code": code, "message": scrub_paths(message),
-                             "request_id": request_id}, status_code=status)
+    message = scrub_paths(message)
+    response = JSONResponse({"code": code, "message": message, "request_id": request_id,
+                             "error": message}, status_code=status,
+                            headers={"x-request-id": request_id})
     if status == 408:
         response.headers["connection"] = "close"
     return response
@@ -124,9 +164,7 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
                   description="Multimodal emotion recognition served on GPU VMs and serverless "
                               "functions by a cost-aware controller.")
 
-    @app.post("/predict", response_model=Prediction,
-              responses={413: {"description": "a size limit"}, 415: {"description": "format"},
-                         422: {"description": "bad or missing input"}},
+    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES,
               openapi_extra={"requestBody": {"content": {
                   "application/json": {"schema": PredictJSON.model_json_schema()},
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
@@ -160,7 +198,9 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
             body["reason"] = why_not
         return JSONResponse(body, status_code=200 if why_not is None else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {
+        "text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+        "description": "Prometheus text exposition format 0.0.4"}})
     async def metrics() -> Response:
         svc: Service = app.state.service
         return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -178,7 +218,18 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
         return error_response(500, "internal_error", "the server failed on this request; it "
                               "is logged under this request_id", request_id)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 404/405 in the API's one error shape, not `{"detail": ...}`."""
+        assert isinstance(exc, StarletteHTTPException)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = error_response(exc.status_code, code, str(exc.detail), request_id)
+        response.headers.update(exc.headers or {})
+        return response
+
+    add_oip_routes(app)
     app.add_exception_handler(Exception, unhandled)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     # API keys, the admin surface and per-key limits, in front of everything (a refusal reads no
     # body); with no keys configured nothing is installed (libra.serving.auth)
@@ -186,15 +237,87 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     from libra.serving.settings import Settings
 
     install_auth(app, settings or (service.settings if service else Settings.from_env()))
+    app.add_middleware(RequestIdMiddleware)  # last: outermost, so the gate's refusals carry it
     return app
 
 
-async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket) -> Response:
-    """A request let in: read its body, take a work slot, decode, route inside its budget,
-    answer (`ShedError` propagates)."""
+def add_oip_routes(app: FastAPI) -> None:
+    """The Open Inference Protocol v2 beside `/predict` (`libra.serving.oip`): health, metadata
+    and infer, the last through `answer` like `/predict`."""
+
+    def service_of() -> Service:
+        svc: Service = app.state.service
+        return svc
+
+    def check_model(name: str) -> None:
+        if name != MODEL_NAME:
+            raise StarletteHTTPException(404, f"no model {name!r}; this server has "
+                                         f"{MODEL_NAME!r}")
+
+    @app.get("/v2", response_model=ServerMetadata, tags=["Open Inference Protocol"])
+    async def v2_server() -> ServerMetadata:
+        return server_metadata(app.version)
+
+    @app.get("/v2/health/live", tags=["Open Inference Protocol"])
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["Open Inference Protocol"],
+             responses={503: {"model": ErrorBody, "description": "not ready, and why"}})
+    async def v2_ready(request: Request) -> Response:
+        return ready_response(service_of(), request)
+
+    @app.get("/v2/models/{model_name}", response_model=ModelMetadata,
+             tags=["Open Inference Protocol"], responses={404: {"model": ErrorBody}})
+    async def v2_model(model_name: str) -> ModelMetadata:
+        check_model(model_name)
+        return model_metadata(service_of().model_version)
+
+    @app.get("/v2/models/{model_name}/ready", tags=["Open Inference Protocol"],
+             responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
+    async def v2_model_ready(model_name: str, request: Request) -> Response:
+        check_model(model_name)
+        return ready_response(service_of(), request)
+
+    @app.post("/v2/models/{model_name}/infer", response_model=InferResponse,
+              tags=["Open Inference Protocol"], responses={**ERROR_RESPONSES, 404: {
+                  "model": ErrorBody, "description": "no such model"}},
+              openapi_extra={"requestBody": {"content": {"application/json": {
+                  "schema": InferRequest.model_json_schema()}}}})
+    async def v2_infer(model_name: str, request: Request) -> Response:
+        check_model(model_name)
+        svc = service_of()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            with svc.gate.admit() as ticket:
+                return await answer(svc, request, request_id, ticket, read=read_infer_request,
+                                    render=lambda p: infer_response(
+                                        p, oip_id=request.state.oip_id,
+                                        outputs=request.state.oip_outputs))
+        except ShedError as exc:
+            if exc.reason in DOOR_REASONS:
+                svc.monitor.record()
+            return shed_response(svc, exc, request_id)
+
+
+def ready_response(svc: Service, request: Request) -> Response:
+    """OIP readiness: 200 `{"ready": true}` or 503 with `/readyz`'s reason."""
+    why_not = svc.not_ready()
+    if why_not is None:
+        return JSONResponse({"ready": True})
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    return error_response(503, "not_ready", why_not, request_id)
+
+
+async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket, *,
+                 read: Reader | None = None,
+                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Response:
+    """A request let in: read its body (`read`: `/predict`'s forms by default), take a work
+    slot, decode, route inside its budget, answer (`render`: the `Prediction` dict as the
+    protocol's answer; `ShedError` propagates)."""
     started = time.perf_counter()
     try:
-        text, audio, video = await read_request(request, svc)
+        text, audio, video = await (read or read_request)(request, svc)
         ticket.work()
         row, face_found, warnings = await build_input(svc, text, audio, video)
     except ApiError as exc:
@@ -218,7 +341,7 @@ async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket
     svc.metrics.requests.labels(routed.backend, "200").inc()
     svc.metrics.latency.labels(routed.backend).observe(latency_s)
     probs = routed.body["probabilities"]
-    return JSONResponse(Prediction(
+    return JSONResponse((render or (lambda p: p))(Prediction(
         request_id=request_id, emotion=EMOTIONS[int(np.argmax(probs))],
         probabilities=dict(zip(EMOTIONS, map(float, probs), strict=True)),
         modalities_used=list(row.modalities),
@@ -226,7 +349,7 @@ async def answer(svc: Service, request: Request, request_id: str, ticket: Ticket
         backend=routed.backend,
         cold_start=routed.cold_start, latency_ms=1000 * latency_s,
         model_version=str(routed.body.get("model_version", svc.model_version)),
-        face_found=face_found, retried_on_serverless=routed.retried).model_dump())
+        face_found=face_found, retried_on_serverless=routed.retried).model_dump()))
 
 
 def shed_response(svc: Service, shed: ShedError, request_id: str) -> JSONResponse:
@@ -276,6 +399,39 @@ async def read_request(request: Request, svc: Service
         return text, media["audio"], media["video"]
     raise ApiError(415, "unsupported_media_type", f"content type {ctype or 'none'!r}: send "
                    f"multipart/form-data or application/json")
+
+
+async def read_infer_request(request: Request, svc: Service
+                             ) -> tuple[str | None, bytes | None, bytes | None]:
+    """(text, audio bytes, video bytes) of an OIP infer request (JSON, `libra.serving.oip`),
+    within the body limits of `/predict`; its `id` and outputs go to `request.state`."""
+    limit = svc.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; the limit "
+                       f"is {limit} bytes")
+    if request.headers.get("inference-header-content-length") is not None:
+        raise ApiError(415, "binary_tensors_unsupported", "the binary tensor extension is not "
+                       "served: send JSON tensors (tritonclient: binary_data=False), media as "
+                       "base64 strings")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("", "application/json"):
+        raise ApiError(415, "unsupported_media_type", f"content type {ctype!r}: send "
+                       f"application/json")
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        raise ApiError(415, "unsupported_encoding", "compressed bodies are not served: send "
+                       "the JSON uncompressed")
+    body = await read_body(request, limit, svc.settings.body_timeout_s)
+    try:
+        if len(body) <= INLINE_JSON_BYTES:
+            parsed = parse_infer(body)
+        else:
+            parsed = await asyncio.get_running_loop().run_in_executor(svc.decode_pool,
+                                                                      parse_infer, body)
+    except BodyError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    request.state.oip_id, request.state.oip_outputs = parsed.id, parsed.outputs
+    return parsed.text, parsed.audio, parsed.video
 
 
 def parse_predict_json(body: bytes) -> tuple[str | None, bytes | None, bytes | None]:

@@ -122,8 +122,8 @@ class AuthGate:
 def _error(status: int, code: str, message: str, request_id: str,
            headers: dict[str, str]) -> JSONResponse:
     """The API's one error shape (`libra.serving.api.error_response`)."""
-    return JSONResponse({"code": code, "message": message, "request_id": request_id},
-                        status_code=status, headers=headers)
+    return JSONResponse({"code": code, "message": message, "request_id": request_id,
+                         "error": message}, status_code=status, headers=headers)
 
 
 def _client(scope: Scope) -> str:

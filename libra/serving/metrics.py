@@ -2,14 +2,45 @@
 
 Requests by backend and status, latency histograms, the fleet (VMs running and booting),
 serverless in flight and cold starts, the cost so far, and the decision stream (target VMs,
-rates, policy evaluation time, failed ticks).
+rates, policy evaluation time, failed ticks), and `libra_build_info`.
+
+Names and types follow what `promtool check metrics` accepts: counters end in `_total` (and only
+counters do), values are in base units (seconds, dollars), and a cumulative value is a counter.
+`tests/unit/test_metrics_names.py` checks those rules on the rendered text.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class CostTotals:
+    """`libra_cost_usd_total{backend}`: the cost meter's running totals exposed as a counter.
+
+    Why a collector and not `Counter.inc`: the VM cost is billed time (per-second billing with a
+    minimum), which the cost meter recomputes from the fleet each tick rather than adding up per
+    event; the collector reports its total, never lower than one it reported before (a counter
+    that went down would read as a restart to `rate()`)."""
+
+    def __init__(self) -> None:
+        self.usd: dict[str, float] = {}
+
+    def set_total(self, backend: str, usd: float) -> None:
+        self.usd[backend] = max(self.usd.get(backend, 0.0), usd)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("libra_cost_usd", "Estimated cost so far, in US dollars",
+                                     labels=["backend"])
+        for backend, usd in sorted(self.usd.items()):
+            family.add_metric([backend], usd)
+        yield family
 
 
 class ServeMetrics:
@@ -43,7 +74,11 @@ class ServeMetrics:
                                  registry=r)
         self.tick_late = Gauge("libra_control_tick_late_seconds", "How late the last control "
                                "tick started against its schedule", registry=r)
-        self.cost = Gauge("libra_cost_usd", "Estimated cost so far", ["backend"], registry=r)
+        self.cost = CostTotals()
+        r.register(self.cost)
+        self.build_info = Gauge("libra_build_info", "Always 1: the package version, the model "
+                                "version and the Python version serving", ["version",
+                                "model_version", "python"], registry=r)
         self.target_vms = Gauge("libra_policy_target_vms", "Target VMs of the last decision",
                                 registry=r)
         self.rate = Gauge("libra_arrival_rate_rps", "Mean arrival rate, last 10 s", registry=r)
@@ -67,6 +102,14 @@ class ServeMetrics:
                                      "admin surface (403)", ["reason"], registry=r)
         self.rate_limited = Counter("libra_rate_limited_total", "Requests refused by their "
                                     "key's rate limit (429)", ["key"], registry=r)
+
+    def set_build_info(self, model_version: str) -> None:
+        """`libra_build_info{version,model_version,python} 1`, to join on in queries."""
+        try:
+            version = importlib.metadata.version("libra-serve")
+        except importlib.metadata.PackageNotFoundError:  # run from a source tree
+            version = "unknown"
+        self.build_info.labels(version, model_version, platform.python_version()).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

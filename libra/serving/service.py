@@ -122,6 +122,7 @@ class Service:
         self.model_version = str(self.manifest["model_version"])
         self.tokenizer = TextTokenizer.from_file()
         self.metrics = ServeMetrics()
+        self.metrics.set_build_info(self.model_version)
         self.emf = EmfReporter.from_env()  # CloudWatch alarms' data on AWS; a no-op elsewhere
         # one link (timeouts, breaker, health) for every use of Redis in this process
         self.redis = (RedisLink(s.redis_url,
@@ -271,8 +272,8 @@ class Service:
         m.vms_draining.set(counts[VMState.DRAINING])
         m.serverless_in_flight.set(self.serverless.in_flight)
         m.serverless_instances.set(self.serverless.instances_alive)
-        m.cost.labels("vm").set(self.cost.vm_usd)
-        m.cost.labels("serverless").set(self.cost.serverless_usd)
+        m.cost.set_total("vm", self.cost.vm_usd)
+        m.cost.set_total("serverless", self.cost.serverless_usd)
         m.rate.set(self.monitor.rate_rps())
         m.policy_eval.observe(self.controller.last_eval_s)
         if self.controller.last_decision is not None:

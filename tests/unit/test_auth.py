@@ -221,7 +221,7 @@ def test_no_key_is_401_with_a_bearer_challenge_in_the_error_shape(client: TestCl
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="libra"'
     assert r.json() == {"code": "missing_key", "message": r.json()["message"],
-                        "request_id": "r1"}
+                        "request_id": "r1", "error": r.json()["message"]}
     assert "Authorization: Bearer" in r.json()["message"]
 
 
