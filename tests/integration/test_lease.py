@@ -37,7 +37,8 @@ def test_one_router_leads_and_the_other_follows_naming_it(redis_server) -> None:
     assert a.step() is True
     assert b.step() is False
     assert (a.role, b.role) == ("leader", "follower")
-    assert b.leader_id == "a" and a.leader_id == "a"
+    assert b.leader_id == "a"
+    assert a.leader_id == "a"
     for _ in range(3):  # renewals keep the roles
         assert a.step() is True
         assert b.step() is False
@@ -51,7 +52,8 @@ def test_a_leader_never_renews_a_lease_another_router_holds(redis_server) -> Non
     a.link.client.delete(LEASE_KEY)  # a's lease lapsed (a paused past its TTL, say)
     assert b.step() is True
     assert a.step() is False  # the compare-and-set refuses: the key is b's now
-    assert a.role == "follower" and a.leader_id == "b"
+    assert a.role == "follower"
+    assert a.leader_id == "b"
     assert a.link.client.get(LEASE_KEY) == b"b"
     assert a.link.client.pttl(LEASE_KEY) > 3000  # b's 60 s TTL, not cut to a's 3 s
 
@@ -65,7 +67,8 @@ def test_a_follower_takes_over_once_the_dead_leaders_lease_expires(redis_server)
     while not b.step():
         assert time.monotonic() < deadline, "the follower never took over"
         time.sleep(0.05)
-    assert b.role == "leader" and b.leader_id == "b"
+    assert b.role == "leader"
+    assert b.leader_id == "b"
 
 
 def test_a_released_lease_is_taken_at_the_next_step(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -91,11 +94,13 @@ def test_redis_down_keeps_the_role_only_until_the_lease_would_have_expired(redis
     assert a.step() is True
     clock.now_s = 1000.0 + 3.0  # 3 s after the last renewal was sent: Redis may have dropped it
     assert a.step() is False
-    assert a.role == "follower" and a.leader_id is None
+    assert a.role == "follower"
+    assert a.leader_id is None
     redis_server.start()  # back, empty
     clock.now_s += 5.0  # past the breaker's reset: the next call is tried
     assert a.step() is True
-    assert b.step() is False and b.leader_id == "a"
+    assert b.step() is False
+    assert b.leader_id == "a"
 
 
 def test_the_leaders_decision_reaches_a_follower_unchanged(redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -121,23 +121,28 @@ def test_an_unreadable_registry_keeps_the_known_workers_still_in_service(client)
     assert p.registry_errors == 1
 
 
-def test_a_worker_whose_heartbeat_expires_stops_counting_as_ready(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_whose_heartbeat_expires_stops_counting_as_ready(client, caplog) -> None:  # type: ignore[no-untyped-def]
     now = [0.0]
     registry = MemoryRegistry(ttl_s=10.0, clock=lambda: now[0])
     registry.heartbeat(WorkerInfo("i-a", "http://10.0.0.1:8101"))
     p = AutoScalingProvisioner(GROUP, registry=registry, client=client, clock=lambda: now[0],
                                unregistered_warn_s=60.0)
     with Stubber(client) as stub:
-        for _ in range(2):
+        for _ in range(3):
             stub.add_response("describe_auto_scaling_groups",
                               group(1, [instance("i-a", "InService")]))
         p.poll()
         assert p.counts()[VMState.READY] == 1
         now[0] = 11.0  # the container died: no heartbeat for longer than the TTL
         p.poll()
-    counts = p.counts()
-    assert (counts[VMState.READY], counts[VMState.BOOTING]) == (0, 1)
-    assert p.ready_workers() == []
+        counts = p.counts()
+        assert (counts[VMState.READY], counts[VMState.BOOTING]) == (0, 1)
+        assert p.ready_workers() == []
+        assert "without its worker registering" not in caplog.text
+        now[0] = 71.0  # unregistered for the warning's 60 s
+        p.poll()
+    assert "instance i-a has been InService for 60 s without its worker registering" \
+        in caplog.text
 
 
 def test_a_follower_refreshes_workers_from_the_registry_without_calling_aws(client) -> None:  # type: ignore[no-untyped-def]

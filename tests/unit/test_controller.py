@@ -161,6 +161,22 @@ def test_the_decision_goes_to_the_fleet_and_the_router_and_a_hold_keeps_the_flee
     assert (ctl.ticks, fleet.polls) == (3, 3)
 
 
+def test_a_follower_applies_the_leaders_decision_and_never_decides_or_resizes() -> None:
+    clock = Clock(100.0)
+    policy = Recorder(Decision(3, "three"))
+    ctl, _, fleet, sink = controller(clock, policy)
+    ctl.follow(None)  # no leader has published yet: nothing to apply
+    assert sink.decision.reason == "none yet"
+    assert ctl.last_decision is None
+    leaders = Decision(0, "leader: serverless only", use_vms=False)
+    ctl.follow(leaders)
+    assert sink.decision == leaders
+    assert ctl.last_decision == leaders
+    ctl.follow(None)  # the key expired or Redis is down: keep the last
+    assert sink.decision == leaders
+    assert (policy.seen, fleet.targets, fleet.polls, ctl.ticks) == ([], [], 3, 3)
+
+
 def test_the_service_wires_the_settings_platform_everywhere(tmp_path: Path) -> None:
     """Router prior, queue timeout, controller, fleet and cost meter all read one platform."""
     from libra.serving.service import Service

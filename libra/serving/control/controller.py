@@ -101,10 +101,12 @@ class Controller:
         return decision
 
     def follow(self, decision: Decision | None) -> None:
-        """A follower's tick: routing workers refreshed, the leader's `decision` (None: none
-        published yet, keep the last) given to the router. A provisioner with a
-        `refresh_workers` method (AWS: the registry only, no DescribeAutoScalingGroups) uses it;
-        one without (local processes this router owns) polls as usual."""
+        """A follower's tick: the rate view and routing workers refreshed, the leader's
+        `decision` (None: none published yet, keep the last) given to the router. A
+        provisioner with a `refresh_workers` method (AWS: the registry only, no
+        DescribeAutoScalingGroups) uses it; one without (local processes this router owns)
+        polls as usual. Never the policy, never `set_target`."""
+        self.monitor.window(self.clock())  # the shared rate for /status and the metrics
         refresh = getattr(self.provisioner, "refresh_workers", None)
         if callable(refresh):
             refresh()
