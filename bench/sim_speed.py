@@ -9,6 +9,9 @@ Prints (nothing is asserted; the figures go to docs/results.md with this command
 - a week of per-second counts at 1 req/s (`simulator.tracegen.synthetic_diurnal`, ~0.6 M
   requests over 604,800 s), every policy, the same way (median of `--repeats`): replay cost must
   follow requests, not trace seconds (`--every-tick` also times the controller at every tick);
+- `--cases log`: a JSON-lines request log (epoch-millisecond `timestamp`, in time order) of 1 M
+  and of 4 M requests replayed through `serverless`, each in a fresh process: its peak RSS
+  (flat: the log is streamed, never held) and CPU time;
 - a naive SimPy model (one process per request, a `simpy.Resource` for the VM pool, no policy,
   no cost) against this engine's `vm-static` on the same slice, one process each, side by side.
 
@@ -113,6 +116,42 @@ def report_set(label: str, n: int, walls: list[float], runs: list[PolicyRun]) ->
         print(f"| (parent: arrivals spread once for all) | | {parent:.1f} | | |")
 
 
+def log_replay(path: str) -> None:
+    """In a fresh process (so the peak RSS is this replay's): open, count, replay `serverless`."""
+    import resource
+
+    from libra.core.policies import make_policy
+    from simulator.engine import Simulation
+
+    started = time.process_time()
+    stream = open_trace(path)
+    n = stream.n_requests
+    Simulation(stream, None, make_policy("serverless"), SimConfig(), keep_requests=False,
+               record_ticks=False).run()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"| {n:,} | {Path(path).stat().st_size / 1e6:,.0f} | {type(stream).__name__} | "
+          f"{time.process_time() - started:.1f} | {rss_mb:.1f} |")
+
+
+def logs_streamed() -> None:
+    import subprocess
+
+    print("\njsonl request logs (in time order) replayed through serverless, each in a fresh "
+          "process:")
+    print("| requests | file MB | stream | CPU s (open, count, replay) | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1_000_000, 4_000_000):
+            path = Path(tmp) / f"log{n}.jsonl"
+            stamps_ms = 1_700_000_000_000 + np.cumsum(rng.exponential(10.0, n)).astype(np.int64)
+            with path.open("w") as handle:
+                handle.writelines(f'{{"timestamp": {t}, "path": "/predict", "status": 200}}\n'
+                                  for t in stamps_ms.tolist())
+            subprocess.run([sys.executable, __file__, "--log-replay", str(path)], check=True)
+            path.unlink()
+
+
 def naive_simpy(arrivals_s: np.ndarray, service_s: np.ndarray, slots: int) -> float:
     """The textbook model: one SimPy process per request, a Resource for the VM pool (returns
     the mean latency, so the work cannot be skipped)."""
@@ -172,14 +211,19 @@ def main() -> None:
     parser.add_argument("--naive-minutes", type=float, default=30.0)
     parser.add_argument("--cases", default="day,week,naive",
                         help="comma-separated of: day (1, 6, 24 h of the Azure day), week "
-                        "(a week at 1 req/s), naive (naive SimPy side by side)")
+                        "(a week at 1 req/s), naive (naive SimPy side by side), log (memory "
+                        "of streamed jsonl logs)")
+    parser.add_argument("--log-replay", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--every-tick", action="store_true",
                         help="week: also replay with the controller at every tick (slow)")
     args = parser.parse_args()
+    if args.log_replay is not None:
+        log_replay(args.log_replay)
+        return
     cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    unknown = cases - {"day", "week", "naive"}
+    unknown = cases - {"day", "week", "naive", "log"}
     if unknown:
-        sys.exit(f"unknown case(s) {', '.join(sorted(unknown))}; valid: day, week, naive")
+        sys.exit(f"unknown case(s) {', '.join(sorted(unknown))}; valid: day, week, naive, log")
     if cases & {"day", "naive"} and not DAY.exists():
         sys.exit(f"needs {DAY} (the shared traces folder); set LIBRA_SHARED_DIR")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
@@ -199,6 +243,8 @@ def main() -> None:
         week_at_one_rps(args.repeats, args.workers, args.every_tick)
     if "naive" in cases:
         naive_vs_engine(args.naive_minutes)
+    if "log" in cases:
+        logs_streamed()
     print(f"\nafter: {load_note()}")
 
 

@@ -289,3 +289,36 @@ def test_arrivals_spread_once_for_all_policies_replay_as_each_alone(tmp_path: Pa
     assert [r.result.policy for r in together] == names
     assert [dataclasses.asdict(r.result) for r in together] == \
         [dataclasses.asdict(r.result) for r in alone]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.lists(st.integers(0, 60), min_size=1, max_size=400),
+    capacity_rps=st.sampled_from([4.0, 16.0, 160.0]),
+    vm_price_per_s=st.floats(1e-5, 1e-3),
+    request_cost=st.floats(1e-7, 1e-4),
+    limit=st.sampled_from([0, 5, 1000]),
+    ratio=st.sampled_from([1.0, 0.5, 1.3, 2.0000001, 7.0]),
+)
+def test_sizing_at_zero_vms_takes_its_shortcut_only_where_the_full_sizing_agrees(
+    window: list[int], capacity_rps: float, vm_price_per_s: float, request_cost: float,
+    limit: int, ratio: float,
+) -> None:
+    from libra.core.policies.libra import Libra
+    from libra.core.policies.libra_forecast import LibraForecast
+    from libra.core.policies.steps import break_even_rps
+
+    obs = Observation(
+        now_s=float(len(window)), arrivals_per_s=tuple(window), arrivals_per_min=(),
+        vms_ready=0, vms_booting=0, vms_draining=0, vm_capacity_rps=capacity_rps,
+        serverless_in_flight=0, sla_s=1.0, vm_boot_s=120.0, vm_price_per_s_usd=vm_price_per_s,
+        serverless_cost_per_request_usd=request_cost, serverless_service_s=0.27,
+        serverless_concurrency_limit=limit, vm_min_billing_s=60.0,
+    )
+    r_star = break_even_rps(vm_price_per_s, request_cost)
+    for policy in (Libra(), LibraForecast()):
+        if isinstance(policy, LibraForecast):
+            policy._ratio = ratio
+        size = Libra._size(policy, obs)
+        signals = dict(policy._signals)
+        assert (size, signals) == (policy._size_for(obs, r_star), policy._signals)

@@ -134,12 +134,7 @@ class Libra:
         if self._target == 0:  # the cold-start branch sizes the fleet at every arrival
             if self.min_vms > 0 or not self._quiet_cold_ok():
                 return None
-            key = ("cold", self._scaled(1), obs.vm_capacity_rps, obs.vm_price_per_s_usd,
-                   obs.serverless_cost_per_request_usd, obs.vm_boot_s, obs.vm_min_billing_s,
-                   obs.serverless_concurrency_limit, obs.serverless_service_s)
-            if key not in self._bounds:
-                self._bounds[key] = self._cold_bound(obs)
-            cold_bound = self._bounds[key]
+            cold_bound = self._no_vm_bound(obs)
             window = obs.arrivals_per_s[-max(1, round(self.period_s)):]
             if max(window) > cold_bound:
                 return None
@@ -155,6 +150,15 @@ class Libra:
     def _scaled(self, count: int) -> float:
         """One second's count as `_planning_window` gives it to the sizing."""
         return float(count)
+
+    def _no_vm_bound(self, obs: Observation) -> int:
+        """`_cold_bound`, remembered by what it depends on."""
+        key = ("cold", self._scaled(1), obs.vm_capacity_rps, obs.vm_price_per_s_usd,
+               obs.serverless_cost_per_request_usd, obs.vm_boot_s, obs.vm_min_billing_s,
+               obs.serverless_concurrency_limit, obs.serverless_service_s)
+        if key not in self._bounds:
+            self._bounds[key] = self._cold_bound(obs)
+        return self._bounds[key]
 
     def _cold_bound(self, obs: Observation) -> int:
         """The largest count such that `_size` gives 0 VMs for any window of counts none above
@@ -187,9 +191,20 @@ class Libra:
         return tuple(obs.arrivals_per_s[-max(1, round(self.period_s)):])
 
     def _size(self, obs: Observation) -> int:
+        r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
+        if obs.vms_ready == 0 and self.min_vms == 0 and \
+                max(obs.arrivals_per_s[-max(1, round(self.period_s)):], default=0) <= \
+                self._no_vm_bound(obs):
+            # No count of the window reaches the bound: no VM pays off and serverless throttles
+            # nothing, which is what the sizing below finds (a test checks it), only without the
+            # work; at 0 VMs it runs at every second with an arrival.
+            self._signals = {"r_star_rps": r_star, "paying_vms": 0.0, "throttle_floor_vms": 0.0}
+            return 0
+        return self._size_for(obs, r_star)
+
+    def _size_for(self, obs: Observation, r_star: float) -> int:
         window = self._planning_window(obs)
         capacity = obs.vm_capacity_rps
-        r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
         billed_s = max(obs.vm_boot_s + self.period_s, obs.vm_min_billing_s)
         paying = vms_paying_off(
             window, capacity, running_vms=obs.vms_ready, keep_rps=r_star,
