@@ -117,9 +117,9 @@ def report_set(label: str, n: int, walls: list[float], runs: list[PolicyRun]) ->
 
 
 def log_replay(path: str) -> None:
-    """In a fresh process (so the peak RSS is this replay's): open, count, replay `serverless`."""
-    import resource
+    """In a fresh process (so the peak RSS is this replay's): open, count, replay `serverless`.
 
+    Peak RSS from /proc's VmHWM: `ru_maxrss` would still hold the forking parent's peak."""
     from libra.core.policies import make_policy
     from simulator.engine import Simulation
 
@@ -128,7 +128,8 @@ def log_replay(path: str) -> None:
     n = stream.n_requests
     Simulation(stream, None, make_policy("serverless"), SimConfig(), keep_requests=False,
                record_ticks=False).run()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    status = Path("/proc/self/status").read_text().splitlines()
+    rss_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024.0
     print(f"| {n:,} | {Path(path).stat().st_size / 1e6:,.0f} | {type(stream).__name__} | "
           f"{time.process_time() - started:.1f} | {rss_mb:.1f} |")
 
@@ -144,10 +145,13 @@ def logs_streamed() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1_000_000, 4_000_000):
             path = Path(tmp) / f"log{n}.jsonl"
-            stamps_ms = 1_700_000_000_000 + np.cumsum(rng.exponential(10.0, n)).astype(np.int64)
+            start_ms = 1_700_000_000_000.0
             with path.open("w") as handle:
-                handle.writelines(f'{{"timestamp": {t}, "path": "/predict", "status": 200}}\n'
-                                  for t in stamps_ms.tolist())
+                for _ in range(n // 100_000):  # a block at a time: the parent stays small
+                    stamps = start_ms + np.cumsum(rng.exponential(10.0, 100_000))
+                    start_ms = float(stamps[-1])
+                    handle.writelines(f'{{"timestamp": {t}, "path": "/predict", "status": 200}}\n'
+                                      for t in stamps.astype(np.int64).tolist())
             subprocess.run([sys.executable, __file__, "--log-replay", str(path)], check=True)
             path.unlink()
 
