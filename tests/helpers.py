@@ -128,14 +128,16 @@ def wav_bytes(samples: np.ndarray, rate_hz: int = 16000) -> bytes:
     return buf.getvalue()
 
 
-def espeak_wav(text: str) -> bytes:
-    """`text` spoken by espeak-ng (a real speech synthesizer: formants, pitch, pauses) as WAV
-    bytes; skips the test where the binary is not installed (Debian: apt-get install espeak-ng)."""
+def espeak_wav(text: str, voice: str = "en-us") -> bytes:
+    """`text` spoken by espeak-ng (a real speech synthesizer: formants, pitch, pauses) in `voice`
+    as WAV bytes; skips the test where the binary is not installed (Debian: apt-get install
+    espeak-ng)."""
     import shutil
     import subprocess
 
     binary = shutil.which("espeak-ng")
     if binary is None:
         pytest.skip("needs the espeak-ng binary (apt-get install espeak-ng)")
-    done = subprocess.run([binary, "--stdout", text], capture_output=True, timeout=60, check=True)
+    done = subprocess.run([binary, "-v", voice, "--stdout", text], capture_output=True,
+                          timeout=60, check=True)
     return done.stdout

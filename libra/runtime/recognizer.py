@@ -9,6 +9,7 @@ with presence 0, so a text-only batch does not pay for 798 frames of zeros.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from libra.runtime.calibration import (
+    IDENTITY,
+    METADATA_KEY,
+    Calibration,
+    product_of_experts,
+    temper,
+)
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.model_input import AudioInput, VideoInput
 
@@ -41,6 +49,12 @@ class ModelInput:
     def modalities(self) -> tuple[str, ...]:
         have = {"audio": self.audio, "video": self.video, "text": self.text}
         return tuple(m for m in MODALITIES if have[m] is not None)
+
+    def only(self, modality: str) -> ModelInput:
+        """This row with `modality` alone (the others absent)."""
+        if modality not in self.modalities:
+            raise ValueError(f"the row has no {modality} (it has {', '.join(self.modalities)})")
+        return dataclasses.replace(self, **{m: None for m in MODALITIES if m != modality})
 
 
 def assemble(rows: Sequence[ModelInput]) -> dict[str, np.ndarray]:
@@ -97,6 +111,18 @@ class ModelInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def read_calibration(metadata: dict[str, str], path: Path | str) -> Calibration:
+    """The file's calibration (`libra.runtime.calibration`), or `IDENTITY` for a file built
+    without one."""
+    text = metadata.get(METADATA_KEY)
+    if not text:
+        return IDENTITY
+    try:
+        return Calibration.from_json(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: its {METADATA_KEY!r} metadata is broken ({exc})") from None
+
+
 def read_info(metadata: dict[str, str], path: Path | str) -> ModelInfo:
     """`ModelInfo` from an ONNX file's metadata, with a clear error for a foreign file."""
     try:
@@ -116,7 +142,9 @@ class Recognizer:
 
     `device="cuda"` asks for the CUDA execution provider and falls back to the CPU when
     onnxruntime-gpu or a GPU is missing (`providers` says what it got); `threads` bounds the
-    CPU intra-op threads (1 is what one Lambda vCPU gives).
+    CPU intra-op threads (1 is what one Lambda vCPU gives). `predict` applies the calibration
+    stored in the file (`calibration`; `libra.runtime.calibration`), so every process that
+    serves the file answers with the same calibrated probabilities; `predict_raw` does not.
     """
 
     def __init__(self, path: Path | str, *, device: str = "cpu", threads: int | None = None
@@ -141,6 +169,7 @@ class Recognizer:
         self.providers: tuple[str, ...] = tuple(self.session.get_providers())
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = read_info(dict(meta), self.path)
+        self.calibration = read_calibration(dict(meta), self.path)
 
     @property
     def device(self) -> str:
@@ -150,6 +179,44 @@ class Recognizer:
         """Probabilities (B, 7) for assembled feeds."""
         return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float32)
 
-    def predict(self, rows: Sequence[ModelInput]) -> np.ndarray:
-        """Probabilities (B, 7) in `EMOTIONS` order, one row per input."""
+    def predict_raw(self, rows: Sequence[ModelInput]) -> np.ndarray:
+        """The graph's probabilities (B, 7), uncalibrated, one row per input."""
         return self.run(assemble(rows))
+
+    def predict(self, rows: Sequence[ModelInput]) -> np.ndarray:
+        """Calibrated probabilities (B, 7) in `EMOTIONS` order, one row per input."""
+        if self.calibration.fusion == "product" and any(len(r.modalities) > 1 for r in rows):
+            return self._predict_product(rows)
+        probs = self.predict_raw(rows)
+        return self._temper_rows(probs, rows)
+
+    def _temper_rows(self, probs: np.ndarray, rows: Sequence[ModelInput]) -> np.ndarray:
+        """Each row tempered with its own subset's temperature."""
+        out = np.asarray(probs, dtype=np.float32).copy()
+        subsets: dict[tuple[str, ...], list[int]] = {}
+        for i, row in enumerate(rows):
+            subsets.setdefault(row.modalities, []).append(i)
+        for modalities, index in subsets.items():
+            t = self.calibration.temperature(modalities)
+            if t != 1.0:
+                out[index] = temper(out[index], t)
+        return out
+
+    def _predict_product(self, rows: Sequence[ModelInput]) -> np.ndarray:
+        """Each modality of each row run alone (one graph call per modality in the batch) and
+        tempered with its T, a row's answers multiplied, then its subset's T."""
+        singles: dict[str, list[int]] = {m: [] for m in MODALITIES}
+        for i, row in enumerate(rows):
+            for m in row.modalities:
+                singles[m].append(i)
+        answers: list[list[np.ndarray]] = [[] for _ in rows]
+        for m, index in singles.items():
+            if index:
+                probs = self.predict_raw([rows[i].only(m) for i in index])
+                for i, p in zip(index, temper(probs, self.calibration.temperature((m,))),
+                                strict=True):
+                    answers[i].append(p[None])
+        fused = np.concatenate([product_of_experts(a) for a in answers])
+        multi = [i for i, row in enumerate(rows) if len(row.modalities) > 1]
+        fused[multi] = self._temper_rows(fused[multi], [rows[i] for i in multi])
+        return fused

@@ -9,7 +9,9 @@ Two ways in:
 
 The output folder holds `fp32.onnx`, `fp16.onnx`, `int8.onnx`, `int4.onnx` and `manifest.json`
 (version, sizes, sha256 of each file). Each file carries metadata (`model_version`,
-`precision`, `emotions`, `modalities`, `trained_modalities`) that `Recognizer` reads.
+`precision`, `emotions`, `modalities`, `trained_modalities`) that `Recognizer` reads, and,
+where the bundle holds `calibration.json` (written by `libra-model calibrate`), the temperatures
+and fusion `Recognizer.predict` applies (`calibration`, also in the manifest).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from libra.runtime.calibration import METADATA_KEY, Calibration
 from libra.runtime.home import default_model_dir
 from libra.runtime.labels import EMOTIONS, MODALITIES
 from libra.runtime.recognizer import ModelInput, assemble
@@ -37,6 +40,8 @@ OUTLIER_FRACTION = 1 / 32
 BLOCK_SIZE = 32
 CALIBRATION_ROWS = 96
 CALIBRATION_BATCH = 16
+CALIBRATION_FILE = "calibration.json"
+"""The bundle's confidence calibration (temperatures, fusion), from `libra-model calibrate`."""
 
 
 def file_sha256(path: Path) -> str:
@@ -90,13 +95,45 @@ def load_energy(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k].astype(np.float64) for k in z.files}
 
 
+def load_calibration(bundle_dir: Path = BUNDLE_DIR, version: str | None = None
+                     ) -> Calibration | None:
+    """The bundle's confidence calibration (`libra-model calibrate`), if it has one fitted on
+    these weights (`version`: their `model_version`; a calibration of other weights is an
+    error, never silently applied)."""
+    path = bundle_dir / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    try:
+        fitted_on = json.loads(text).get("model_version")
+        calibration = Calibration.from_json(text)
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if version is not None and fitted_on != version:
+        raise ValueError(f"{path} was fitted on {fitted_on}, not on these weights ({version}): "
+                         f"run `libra-model calibrate` again, or delete it")
+    return calibration
+
+
+def save_calibration(calibration: Calibration, version: str, bundle_dir: Path = BUNDLE_DIR
+                     ) -> Path:
+    """Write the calibration into the bundle, with the weights it was fitted on."""
+    path = bundle_dir / CALIBRATION_FILE
+    data = {"model_version": version, **json.loads(calibration.to_json())}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 def export_variants(checkpoint: Path, out_dir: Path, *,
                     energy: dict[str, np.ndarray] | Callable[[Path], dict[str, np.ndarray]],
                     variants: Sequence[str] = VARIANTS, source: str = "",
+                    calibration: Callable[[str], Calibration | None] | None = None,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the variants of one checkpoint and `manifest.json`; returns the manifest.
 
-    `energy` is the INT4 calibration statistics, or a function of the FP32 file computing them.
+    `energy` is the INT4 calibration statistics, or a function of the FP32 file computing them;
+    `calibration` gives, for the weights' `model_version`, the confidence calibration stamped
+    into each file (None: the raw answers).
     """
     from libra.training.checkpoint import load_checkpoint
     from libra.training.export import export_fp32
@@ -111,6 +148,9 @@ def export_variants(checkpoint: Path, out_dir: Path, *,
               "modalities": json.dumps(list(MODALITIES)),
               "trained_modalities": json.dumps(list(meta["trained_modalities"])),
               "source": source}
+    calibrated = calibration(version) if calibration is not None else None
+    if calibrated is not None:
+        common[METADATA_KEY] = calibrated.to_json()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     fp32 = export_fp32(model, out_dir / "fp32.onnx")
@@ -147,6 +187,8 @@ def export_variants(checkpoint: Path, out_dir: Path, *,
                             "sha256": file_sha256(out_dir / f"{name}.onnx"),
                             "build_s": round(timings[name], 2)} for name in variants},
     }
+    if calibrated is not None:
+        manifest["calibration"] = json.loads(calibrated.to_json())
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -177,6 +219,8 @@ def write_bundle(run_dir: Path, energy: dict[str, np.ndarray], bundle_dir: Path 
     """The run's weights, its INT4 calibration statistics and its card (config, metrics)."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "model.pt", bundle_dir / "model.pt")
+    # the confidence calibration belongs to the old weights: `libra-model calibrate` makes anew
+    (bundle_dir / CALIBRATION_FILE).unlink(missing_ok=True)
     save_energy(bundle_dir / "int4_calibration.npz", energy)
     card = {"run": run_dir.name,
             "config": json.loads((run_dir / "config.json").read_text()),
@@ -195,4 +239,6 @@ def build(out_dir: Path = DEFAULT_OUT, *, bundle_dir: Path = BUNDLE_DIR,
     card = json.loads((bundle_dir / "card.json").read_text())
     return export_variants(checkpoint, out_dir, variants=variants,
                            energy=load_energy(bundle_dir / "int4_calibration.npz"),
-                           source=f"bundle of run {card['run']}", log=log)
+                           source=f"bundle of run {card['run']}",
+                           calibration=lambda version: load_calibration(bundle_dir, version),
+                           log=log)

@@ -10,6 +10,7 @@
     python -m libra.training.cli export artifacts/runs/drkf-full --bundle
     python -m libra.training.cli build
     python -m libra.training.cli eval-onnx artifacts/onnx
+    python -m libra.training.cli calibrate artifacts/onnx --check int8
 """
 
 from __future__ import annotations
@@ -390,6 +391,106 @@ def eval_onnx_cmd(onnx_dir: Path, split: str, variants: tuple[str, ...], limit: 
     result = evaluate_onnx(recognizers, split, root=data_dir, limit=limit,
                            progress=not as_json)
     click.echo(json.dumps(result, indent=2) if as_json else format_variants(result))
+
+
+@main.command(name="calibrate")
+@click.argument("onnx_dir", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--variant", type=click.Choice(VARIANTS), default="fp32", show_default=True,
+              help="The variant whose raw probabilities the temperatures are fitted on.")
+@click.option("--check", "checks", type=click.Choice(VARIANTS), multiple=True,
+              help="Also score this variant on the held-out corpora under the fitted "
+              "temperatures (repeatable).")
+@click.option("--text-limit", type=int, default=2000, show_default=True,
+              help="Rows per text corpus (a fixed random subset).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="[default: $LIBRA_DATA_DIR, else ../shared/data]")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Raw probabilities per corpus [default: artifacts/cache/calibration].")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="[default: docs/model-calibration.json in the checkout]")
+@click.option("--plots", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Folder for the reliability diagrams, one PNG per modality "
+              "[default: docs/; needs matplotlib, the `plot` extra].")
+@click.option("--bundle-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where calibration.json goes, for `build` [default: libra/training/weights].")
+@click.option("--dry-run", is_flag=True, help="Fit and report only: write no calibration into "
+              "the bundle or the ONNX files.")
+@needs((*_ONNX_SIDE, "onnx"), "train,cpu")
+def calibrate_cmd(onnx_dir: Path | None, variant: str, checks: tuple[str, ...],
+                  text_limit: int, data_dir: Path | None, cache_dir: Path | None,
+                  report_path: Path | None, plot_dir: Path | None, bundle_dir: Path | None,
+                  dry_run: bool) -> None:
+    """Fit temperatures per modality subset on corpora the model never trained on (leave one
+    corpus out), choose how modalities are fused, and store both with the model: the bundle's
+    calibration.json (what `build` stamps) and every ONNX file in ONNX_DIR."""
+    from libra.runtime.recognizer import Recognizer
+    from libra.training.build import BUNDLE_DIR, DEFAULT_OUT, save_calibration
+    from libra.training.calibration import (
+        DEFAULT_CACHE,
+        calibrate,
+        check_variant,
+        plot_reliability,
+        stamp_folder,
+    )
+    from libra.training.paired_eval import REPO_ROOT
+
+    folder = onnx_dir or DEFAULT_OUT
+    if text_limit < 1:
+        raise click.BadParameter(f"{text_limit}: must be at least 1", param_hint="--text-limit")
+    if not (folder / f"{variant}.onnx").is_file():
+        raise click.ClickException(f"no {variant}.onnx in {folder}: run `libra-model build`")
+    recognizer = Recognizer(folder / f"{variant}.onnx")
+    cache = cache_dir or DEFAULT_CACHE
+    try:
+        calibration, report = calibrate(recognizer, data_dir, text_limit=text_limit,
+                                        cache_dir=cache, log=click.echo)
+        for other in checks:
+            report.setdefault("checks", {})[other] = check_variant(
+                Recognizer(folder / f"{other}.onnx"), report, data_dir, text_limit=text_limit,
+                cache_dir=cache, log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    report["command"] = "libra-model calibrate" + "".join(f" --check {c}" for c in checks)
+    path = report_path or REPO_ROOT / "docs" / "model-calibration.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    click.echo(format_calibration(report))
+    click.echo(f"report: {path}")
+    try:
+        for png in plot_reliability(report, plot_dir or path.parent):
+            click.echo(f"plot: {png}")
+    except ImportError:
+        click.echo("no reliability diagrams: matplotlib is not installed (the `plot` extra)")
+    if dry_run:
+        return
+    saved = save_calibration(calibration, recognizer.info.version, bundle_dir or BUNDLE_DIR)
+    click.echo(f"calibration: {saved}")
+    click.echo(format_manifest(stamp_folder(folder, calibration)))
+
+
+def format_calibration(report: dict[str, Any]) -> str:
+    """The held-out tables: per corpus (one modality), then per fusion and subset."""
+    lines = [f"{'corpus':18} {'n':>5} {'acc':>6} {'conf':>6} {'ECE':>6} {'T':>8} {'ECE T':>6}"]
+    for r in report["single"]["held_out"]:
+        b, a = r["before"], r["after"]
+        lines.append(f"{r['corpus']:18} {b['n']:>5} {b['accuracy']:>6.3f} "
+                     f"{b['mean_confidence']:>6.3f} {b['ece']:>6.3f} {r['temperature']:>8.3f} "
+                     f"{a['ece']:>6.3f}")
+    several = report["several"]
+    lines.append("pseudo-pairs, held-out side: ECE without -> with a temperature per subset")
+    for r in several["held_out"]:
+        b, a = r["before"], r["after"]
+        lines.append(f"  {r['fusion']:8} {r['subset']:17} {r['held_out_side']} {b['n']:>5} "
+                     f"acc {b['accuracy']:.3f} ECE {b['ece']:.3f} -> {a['ece']:.3f} "
+                     f"(T {r['temperature']:.3f})")
+    for name, m in several["candidates"].items():
+        lines.append(f"  mean over subsets and sides, {name:24} ECE {m['ece']:.3f} "
+                     f"NLL {m['nll']:.3f} acc {m['accuracy']:.3f}")
+    lines.append(f"  served: {several['chosen']}")
+    lines.append("served temperatures: " + ", ".join(
+        f"{k} {v:g}" for k, v in report["calibration"]["temperatures"].items()))
+    return "\n".join(lines)
 
 
 def format_manifest(manifest: dict[str, Any]) -> str:

@@ -23,6 +23,12 @@ RAVDESS_SPLITS: dict[str, tuple[int, ...]] = {
 }
 MELD_FILES = {"train": "train_sent_emo.csv", "val": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 FER_SPLITS = {"train": "train", "val": "val", "test": "test"}
+TEXT_EMOTION_FILES: dict[str, str] = {
+    "dailydialog": "dailydialog.csv", "dair-emotion": "dair_emotion.csv",
+    "crowdflower": "crowdflower.csv", "xed-en": "xed_en.csv"}
+"""The four English text corpora of ../shared/data/text-emotion-train (already mapped onto
+`EMOTIONS` there; SOURCES.md in that folder says how). The served model never trained on them."""
+TEXT_EMOTION_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,15 @@ class AudioExample:
     path: Path
     label: int
     actor: int
+
+
+@dataclass(frozen=True)
+class SpeechExample:
+    """A clip of a corpus whose speakers are named, not numbered (nEMO: "nemo_EB0")."""
+
+    path: Path
+    label: int
+    speaker: str
 
 
 def _check_split(split: str, known: dict) -> None:
@@ -88,3 +103,39 @@ def load_fer(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         classes = [str(c) for c in z["classes"]]
         remap = np.array([EMOTIONS.index(FER_CLASSES[c]) for c in classes], dtype=np.int64)
         return z[f"x_{split}"], remap[z[f"y_{split}"].astype(np.int64)]
+
+
+def load_text_emotion(root: Path, corpus: str, split: str) -> list[TextExample]:
+    """One corpus of text-emotion-train, one split (its official split, or the folder's hash
+    split), in file order; `dialogue_id` is empty (these rows carry no dialogue)."""
+    _check_split(split, TEXT_EMOTION_SPLITS)
+    if corpus not in TEXT_EMOTION_FILES:
+        raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(TEXT_EMOTION_FILES)}")
+    path = Path(root) / TEXT_EMOTION_FILES[corpus]
+    wanted = TEXT_EMOTION_SPLITS[split]
+    examples = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                if row["split"] == wanted:
+                    examples.append(TextExample(row["text"], label_index(row["label"]), ""))
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{path}:{line}: {exc}") from None
+    return examples
+
+
+def load_nemo(root: Path) -> list[SpeechExample]:
+    """Every clip of nEMO's balanced subset (Polish acted speech, 9 speakers, no disgust), in
+    `index.csv` order."""
+    index = Path(root) / "index.csv"
+    examples = []
+    with index.open(encoding="utf-8", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                examples.append(SpeechExample(Path(root) / row["file"], label_index(row["label"]),
+                                              row["speaker"]))
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{index}:{line}: {exc}") from None
+    if not examples:
+        raise ValueError(f"{index}: no clips listed")
+    return examples
