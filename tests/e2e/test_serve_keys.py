@@ -45,7 +45,7 @@ def test_keys_decide_who_may_predict_and_how_often(keyed_server: tuple[Server, P
         r = client.post("/predict", json={"text": "let me in"})
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
-        assert set(r.json()) == {"code", "message", "request_id"}
+        assert set(r.json()) == {"code", "message", "request_id", "error"}  # the one error shape
         assert r.json()["code"] == "missing_key"
         r = client.post("/predict", json={"text": "let me in"}, headers=auth(USER[:-2]))
         assert (r.status_code, r.json()["code"]) == (401, "bad_key")
