@@ -25,6 +25,7 @@ class FleetState:
     vms_draining: int
     serverless_in_flight: int
     serverless_instances: int
+    vms_spot: int = 0
 
 
 def build_observation(platform: Platform, now_s: float, arrivals_per_s: Sequence[int],
@@ -49,4 +50,10 @@ def build_observation(platform: Platform, now_s: float, arrivals_per_s: Sequence
         serverless_concurrency_limit=sls.concurrency_limit,
         serverless_instances=fleet.serverless_instances,
         vm_min_billing_s=vm.min_billing_s,
+        slo=platform.slo,
+        vms_spot=fleet.vms_spot,
+        spot_price_per_s_usd=platform.spot.price_per_s_usd if platform.spot.enabled else 0.0,
+        spot_interruptions_per_s=(platform.spot.interruptions_per_instance_hour / 3600.0
+                                  if platform.spot.enabled else 0.0),
+        spot_notice_s=platform.spot.notice_s if platform.spot.enabled else 0.0,
     )

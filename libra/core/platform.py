@@ -115,12 +115,41 @@ class ServerlessConfig(Strict):
                                    self)
 
 
+class SpotConfig(Strict):
+    """Spot capacity for the VM workers: cheaper, but AWS may reclaim an instance at any time
+    after a two-minute notice. Off by default: a policy then runs on-demand VMs only.
+
+    Interruptions are a rate per instance-hour (a Poisson process per spot VM; AWS's Spot
+    Instance Advisor publishes frequency bands per month) or, for a replay, a file of times.
+    """
+
+    enabled: bool = Field(False, description="VMs above the policy's on-demand base are spot")
+    price_per_hour_usd: PositiveFloat = Field(
+        0.2104, description="spot price of the VM type (see the profile's source)")
+    interruptions_per_instance_hour: float = Field(
+        0.05 / 24.0, ge=0, description="mean interruptions per spot instance-hour")
+    notice_s: float = Field(120.0, ge=0, description="interruption notice before the instance "
+                            "is reclaimed (AWS: two minutes)")
+    interruptions_file: str | None = Field(
+        None, description="replay only: a file of interruption times (s) instead of the rate")
+
+    @property
+    def price_per_s_usd(self) -> float:
+        return self.price_per_hour_usd / 3600.0
+
+
 class Platform(Strict):
     """What the simulator and the live platform must agree on (see module docs)."""
 
     vm: VMConfig = VMConfig()
     serverless: ServerlessConfig = ServerlessConfig()
+    spot: SpotConfig = SpotConfig()
     sla_s: PositiveFloat = Field(1.0, description="end-to-end latency SLA per request")
+    slo: float | None = Field(
+        None, gt=0, lt=1, description="the fraction of requests that must be answered inside "
+        "the SLA (0.999: at most 1 in 1,000 late or dropped); None: no stated objective")
+    sla_penalty_usd: float = Field(
+        0.0, ge=0, description="$ per late or dropped request, for the cost-with-penalties view")
     sla_margin_s: float = Field(
         0.0, ge=0, description="routing budget = SLA - margin (room for network jitter)"
     )

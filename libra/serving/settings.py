@@ -43,7 +43,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from libra.core.platform import Platform, ServerlessConfig, VMConfig
+from libra.core.platform import Platform, ServerlessConfig, SpotConfig, VMConfig
 from libra.core.policies import POLICIES
 from libra.profiles import ProfileError, load_profile
 from libra.runtime.home import default_log_dir, default_model_dir
@@ -121,7 +121,11 @@ class Settings(BaseSettings):
     # the platform (libra.core.platform.Platform): always filled from the profile
     vm: VMConfig = Field(description="the VM worker type (profile, then overrides)")
     serverless: ServerlessConfig = Field(description="the serverless function")
+    spot: SpotConfig = Field(description="spot capacity for the VM workers")
     sla_s: PositiveFloat = Field(description="end-to-end latency SLA per request")
+    slo: float | None = Field(None, gt=0, lt=1, description="fraction of requests to answer "
+                              "inside the SLA (None: no stated objective)")
+    sla_penalty_usd: float = Field(ge=0, description="$ per late or dropped request")
     sla_margin_s: float = Field(ge=0, description="routing budget = sla_s - sla_margin_s")
     tick_s: PositiveFloat = Field(description="controller period")
     # the policy
@@ -221,7 +225,8 @@ class Settings(BaseSettings):
     @property
     def platform(self) -> Platform:
         """The platform part, as `libra-sim` and the core read it."""
-        return Platform(vm=self.vm, serverless=self.serverless, sla_s=self.sla_s,
+        return Platform(vm=self.vm, serverless=self.serverless, spot=self.spot,
+                        sla_s=self.sla_s, slo=self.slo, sla_penalty_usd=self.sla_penalty_usd,
                         sla_margin_s=self.sla_margin_s, tick_s=self.tick_s)
 
     @property

@@ -43,6 +43,11 @@ class Observation:
     serverless_concurrency_limit: int = 0  # 0: no known limit
     serverless_instances: int = 0  # warm instances, busy or idle
     vm_min_billing_s: float = 0.0
+    slo: float | None = None  # fraction of requests to answer inside the SLA; None: not stated
+    vms_spot: int = 0  # of the ready and booting VMs, how many are spot
+    spot_price_per_s_usd: float = 0.0  # 0: no spot capacity offered
+    spot_interruptions_per_s: float = 0.0  # per spot instance
+    spot_notice_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.vm_capacity_rps <= 0:
@@ -88,6 +93,8 @@ class Decision:
     - `signals`: numbers worth recording in the decision stream (rates, panic flag, estimates).
     - `serverless_warm`: serverless instances to keep warm (started ahead, pinged before their
       keep-alive ends) so a burst does not meet cold starts; 0 = leave the pool to demand.
+    - `on_demand_vms`: of `target_vms`, how many are on-demand (the rest spot); None = all
+      on-demand (no spot capacity, or a policy that does not use it).
     """
 
     target_vms: int
@@ -99,8 +106,12 @@ class Decision:
     signals: Mapping[str, float] = field(default_factory=dict)
     vm_quota_by_count: bool = False
     serverless_warm: int = 0
+    on_demand_vms: int | None = None
 
     def __post_init__(self) -> None:
+        if self.on_demand_vms is not None and not 0 <= self.on_demand_vms <= self.target_vms:
+            raise ValueError(f"on_demand_vms ({self.on_demand_vms}) must be between 0 and "
+                             f"target_vms ({self.target_vms})")
         if self.target_vms < 0:
             raise ValueError(f"target_vms ({self.target_vms}) must not be negative")
         if self.vm_quota_rps is not None and self.vm_quota_rps < 0:
