@@ -86,6 +86,12 @@ class ServeMetrics:
                                      buckets=(1e-5, 1e-4, 1e-3, 1e-2, 0.1), registry=r)
         self.tick_errors = Counter("libra_control_tick_errors_total", "Failed control ticks",
                                    registry=r)
+        self.spot_notices = Counter("libra_spot_notices_total", "VM workers seen draining "
+                                    "after a spot interruption notice (routed around from "
+                                    "then on)", registry=r)
+        self.fleet_errors = Counter("libra_fleet_update_errors_total", "Fleet API calls that "
+                                    "failed and were worked around (the size set without the "
+                                    "on-demand base), by operation", ["op"], registry=r)
         self.serverless_instances = Gauge("libra_serverless_instances",
                                           "Serverless instances alive, busy or idle", registry=r)
         self.serverless_warm_target = Gauge("libra_serverless_warm_target",

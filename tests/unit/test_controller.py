@@ -40,13 +40,15 @@ class FakeProvisioner:
     states: dict[VMState, int] = field(default_factory=lambda: {VMState.READY: 2,
                                                                 VMState.BOOTING: 1})
     targets: list[int] = field(default_factory=list)
+    on_demand: list[int | None] = field(default_factory=list)
     polls: int = 0
 
     def start(self, initial: int) -> int:
         return 0
 
-    def set_target(self, n: int) -> None:
+    def set_target(self, n: int, on_demand_vms: int | None = None) -> None:
         self.targets.append(n)
+        self.on_demand.append(on_demand_vms)
 
     def poll(self) -> None:
         self.polls += 1
@@ -159,6 +161,24 @@ def test_the_decision_goes_to_the_fleet_and_the_router_and_a_hold_keeps_the_flee
     ctl.tick()
     assert fleet.targets == [3, 0]
     assert (ctl.ticks, fleet.polls) == (3, 3)
+
+
+def test_the_on_demand_part_goes_to_the_fleet_and_draining_vms_are_not_capacity() -> None:
+    """Issue 18: the decision's on-demand part travels with its target (None: all on-demand),
+    and a VM draining after a spot notice is observed as draining, not ready."""
+    clock = Clock(100.0)
+    policy = Recorder(Decision(3, "three, one on-demand", on_demand_vms=1))
+    ctl, _, fleet, _ = controller(clock, policy)
+    fleet.states = {VMState.READY: 1, VMState.DRAINING: 1, VMState.BOOTING: 1}
+    ctl.tick()
+    policy.decision = Decision(2, "all on-demand")
+    ctl.tick()
+    policy.decision = Decision(0, "serverless only", use_vms=False)
+    ctl.tick()
+    assert fleet.targets == [3, 2, 0]
+    assert fleet.on_demand == [1, None, 0]
+    obs = policy.seen[-1]
+    assert (obs.vms_ready, obs.vms_draining, obs.vms_booting) == (1, 1, 1)
 
 
 def test_a_follower_applies_the_leaders_decision_and_never_decides_or_resizes() -> None:

@@ -17,6 +17,11 @@ per-minute peaks closes its minute when the per-minute counts do). A wall clock 
 (NTP); the policies' hysteresis then sees the step once, which is the price of counts that
 several routers share. The tick loop itself is scheduled on `time.monotonic()`.
 
+Spot: the decision's `on_demand_vms` (of `target_vms`, how many on-demand; None: all) goes to
+the provisioner with the target, and a provisioner that knows its spot VMs (`spot_vms`, AWS)
+reports them in the observation. A VM whose worker got an interruption notice is DRAINING in
+the provisioner's counts, so the policy sees it as leaving, not as capacity.
+
 The loop that calls `tick` (`libra.serving.service`) counts a tick that fails in `tick_errors`
 and goes on: the fleet keeps its size until the next good tick.
 
@@ -85,7 +90,8 @@ class Controller:
         fleet = FleetState(vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
                            vms_draining=counts[VMState.DRAINING],
                            serverless_in_flight=self.serverless.in_flight,
-                           serverless_instances=self.serverless.instances_alive)
+                           serverless_instances=self.serverless.instances_alive,
+                           vms_spot=int(getattr(self.provisioner, "spot_vms", 0)))
         return build_observation(self.platform, wall_s - self.origin_s, per_s, per_min, fleet)
 
     def tick(self) -> Decision:
@@ -94,7 +100,11 @@ class Controller:
         decision = self.policy.decide(obs)
         self.last_eval_s = time.perf_counter() - started
         if not decision.hold:
-            self.provisioner.set_target(decision.target_vms if decision.use_vms else 0)
+            if decision.use_vms:
+                self.provisioner.set_target(decision.target_vms,
+                                            on_demand_vms=decision.on_demand_vms)
+            else:
+                self.provisioner.set_target(0, on_demand_vms=0)
         self.router.decision = decision
         self.last_decision, self.last_observation = decision, obs
         self.ticks += 1

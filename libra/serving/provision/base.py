@@ -16,8 +16,10 @@ class Provisioner(Protocol):
         Local: `initial` workers. AWS: none; the group already has its size (set by Terraform
         at creation, by the controller afterwards), so a restarted router adopts it."""
 
-    def set_target(self, n: int) -> None:
-        """Start or stop workers so that ready + booting converges to `n`."""
+    def set_target(self, n: int, on_demand_vms: int | None = None) -> None:
+        """Start or stop workers so that ready + booting converges to `n`, `on_demand_vms` of
+        them on-demand and the rest spot where the provisioner has spot capacity (None: all
+        on-demand; a provisioner without spot ignores it)."""
 
     def poll(self) -> None:
         """Advance lifecycles (booting -> ready, draining -> terminated); called every tick."""

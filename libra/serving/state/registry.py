@@ -10,6 +10,10 @@ loses every key) the next heartbeat that gets through registers the worker again
 calls go through a `RedisLink` (short timeouts, circuit breaker) and raise `RedisUnavailableError`;
 callers decide what a failure means (a worker retries with backoff, a provisioner logs and goes
 on, a router keeps its last view).
+
+A worker that got a spot interruption notice keeps heartbeating with `draining` set until its
+requests in flight are done, then removes its entry: `alive()` returns draining entries too
+(flagged), so the controller counts them as draining while routers skip them (`routable`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from libra.serving.state.redis_link import RedisLink
@@ -33,6 +37,23 @@ class WorkerInfo:
     url: str
     device: str = "cpu"
     max_batch_size: int = 1
+    draining: bool = False
+    """The worker got a spot interruption notice (or is otherwise leaving): it refuses new
+    requests and finishes those in flight. Routers send it nothing; the controller counts it
+    as draining, not as capacity."""
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkerInfo:
+        """An entry as stored; keys this version does not know are ignored, so a router of an
+        older release keeps reading entries that workers of a newer one wrote (a rolling
+        deploy has both for a while)."""
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+def routable(workers: list[WorkerInfo]) -> list[WorkerInfo]:
+    """The workers a router may send requests to: those not draining."""
+    return [w for w in workers if not w.draining]
 
 
 class WorkerRegistry(Protocol):
@@ -86,4 +107,7 @@ class RedisRegistry:
             return list(client.mget(keys)) if keys else []
 
         values = self.link.call("registry_read", read)
-        return [WorkerInfo(**json.loads(v)) for v in values if v is not None]
+        return [WorkerInfo.from_json(v) for v in values if v is not None]
+
+
+_FIELDS = frozenset(f.name for f in fields(WorkerInfo))
