@@ -7,7 +7,11 @@
 # CUDA and cuDNN come from PyPI wheels beside onnxruntime-gpu (its `cuda` and `cudnn` extras), so
 # the base image needs no CUDA and the host only the driver: onnxruntime-gpu 1.27 and later are
 # built for CUDA 13 (driver >= 580); on an older driver build with
-#   --build-arg ORT_GPU="onnxruntime-gpu[cuda,cudnn]==1.26.0"   (CUDA 12, driver >= 525)
+#   --build-arg ORT_GPU="onnxruntime-gpu[cuda,cudnn]==1.26.0" \
+#   --build-arg CONSTRAINTS=constraints/worker-cuda12.txt           (CUDA 12, driver >= 525)
+# Versions come from constraints/*.txt (constraints/compile.sh). With ONNX files built already,
+# skip the model stage (and torch): --build-context model=DIR, DIR holding opt/libra/onnx/
+# (infra/images/build.sh --model does that).
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
@@ -15,28 +19,31 @@ ARG PYTHON_IMAGE=python:3.12-slim
 # (no data, no training, ~20 s); torch is needed for that and stays in this stage.
 FROM ${PYTHON_IMAGE} AS model
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+# torch alone from PyTorch's CPU index; its dependencies come from PyPI below, pinned
+RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints/model.txt ./
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
-RUN pip install '.[train,cpu]' \
+RUN pip install -c model.txt '.[train,cpu]' \
     && libra-model build --out /opt/libra/onnx --variant fp16
 
 # --- runtime: no torch, no media decoder, onnxruntime-gpu as the only ONNX Runtime
 FROM ${PYTHON_IMAGE} AS runtime
 ARG ORT_GPU="onnxruntime-gpu[cuda,cudnn]"
+ARG CONSTRAINTS=constraints/worker.txt
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY ${CONSTRAINTS} constraints.txt
 COPY libra libra
 COPY handlers handlers
 COPY simulator simulator
 # The `worker` extra has no ONNX Runtime of its own: the GPU one is the only one installed
 # (both wheels would write the same `onnxruntime` module).
-RUN pip install '.[worker]' "${ORT_GPU}" \
+RUN pip install -c constraints.txt '.[worker]' "${ORT_GPU}" \
     && cd / && rm -rf /src
 # The CUDA libraries live in site-packages/nvidia/*/lib: put them on the loader's path (cuDNN
 # is opened at run time), then fail the build if the CUDA provider would miss anything but the
