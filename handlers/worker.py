@@ -9,6 +9,15 @@ drains: `/readyz` turns 503, new requests get 503 `draining`, requests in flight
 exits. With `--redis-url` it registers itself and heartbeats so routers on other machines find
 it; locally the provisioner that started it tracks it.
 
+Spot: with `--spot-watch` the worker polls the instance metadata (`--imds-url`, IMDSv2;
+`handlers.spot_watch`) for an interruption notice, and SIGUSR1 is a notice too (how the local
+provisioner and tests inject one). On a notice it drains without exiting: one log line, its
+registry entry marked `draining` (routers skip it, the controller counts it as draining), new
+requests answered 503 `draining` with `Retry-After` (the router retries them elsewhere), the
+requests in flight finished, then the entry removed and `LIBRA_WORKER_DRAINED` printed. It
+stays up, refusing work, until the instance is reclaimed (on AWS) or the provisioner stops it
+(locally); an exit would only have Docker restart it on a doomed machine.
+
 Endpoints: `POST /infer` (a `libra.runtime.payload` body; typed JSON errors `code`, `message`,
 `request_id`), `GET /healthz`, `GET /readyz`, `GET /stats`, `GET /metrics` (Prometheus).
 
@@ -43,6 +52,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from handlers.spot_watch import InstanceMetadata, Notice, watch
 from handlers.worker_metrics import WorkerMetrics
 from libra.runtime.batching import BatchError, BatchStats, BatchTimeoutError, DynamicBatcher
 from libra.runtime.home import default_model_dir
@@ -50,7 +60,12 @@ from libra.runtime.model_input import AudioInput, VideoInput
 from libra.runtime.payload import PayloadError, decode_input
 from libra.runtime.recognizer import ModelInput, Recognizer
 from libra.serving.backends.vm import DEADLINE_HEADER
-from libra.serving.children import WORKER_READY_LINE, die_with_parent
+from libra.serving.children import (
+    WORKER_DRAINED_LINE,
+    WORKER_DRAINING_LINE,
+    WORKER_READY_LINE,
+    die_with_parent,
+)
 from libra.serving.logs import RateLimitedLog, redact_url, setup_logging
 
 log = logging.getLogger(__name__)
@@ -77,9 +92,11 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def error(status: int, code: str, message: str, request_id: str | None) -> JSONResponse:
+def error(status: int, code: str, message: str, request_id: str | None,
+          retry_after_s: int | None = None) -> JSONResponse:
+    headers = None if retry_after_s is None else {"Retry-After": str(retry_after_s)}
     return JSONResponse({"code": code, "message": message, "request_id": request_id},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 class WorkerState:
@@ -93,14 +110,22 @@ class WorkerState:
         self.ready = False
         self.draining = False
         self.started_s = time.monotonic()
+        self.active = 0  # /infer requests inside the handler (decoding, queued or running)
+        self.notice: Notice | None = None
+        self.heartbeat: asyncio.Future[None] | None = None
+        self.drained = asyncio.Event()
+        self.advertise_url = ""
 
 
 def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32",
                threads: int | None = None, max_batch_size: int = 32,
                max_batch_delay_s: float = 0.005, worker_id: str | None = None,
                registry_url: str | None = None, advertise_url: str | None = None,
-               default_timeout_s: float = 30.0) -> FastAPI:
-    """The worker app; the model loads and warms up in the lifespan, before `/readyz` is 200."""
+               default_timeout_s: float = 30.0, imds_url: str | None = None,
+               spot_poll_s: float = 5.0, notice_signal: bool = False) -> FastAPI:
+    """The worker app; the model loads and warms up in the lifespan, before `/readyz` is 200.
+    `imds_url`: watch the instance metadata there for a spot notice (None: do not);
+    `notice_signal`: SIGUSR1 is a notice (the process's main thread only)."""
     want_cuda = device == "cuda" or (device == "auto" and cuda_available())
     path = resolve_model(model, "cuda" if want_cuda else "cpu", cpu_precision)
     wid = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
@@ -118,15 +143,38 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
         serve = asyncio.ensure_future(batcher.serve())
         await loop.run_in_executor(None, warm_up, recognizer, max_batch_size)
         state.ready = True
-        heartbeat = (asyncio.ensure_future(heartbeat_loop(state, registry_url, advertise_url))
-                     if registry_url and advertise_url else None)
+        state.heartbeat = heartbeat = (
+            asyncio.ensure_future(heartbeat_loop(state, registry_url, advertise_url))
+            if registry_url and advertise_url else None)
+
+        def on_notice(notice: Notice) -> None:
+            if notice.kind != "interruption":  # the group replaces the instance (module docs)
+                metrics.spot_notices.labels(notice.kind).inc()
+                log.warning("spot rebalance recommendation (%s): this instance is at elevated "
+                            "risk of interruption; serving on", notice.when)
+                return
+            if begin_drain(state, notice, metrics):
+                drains.append(asyncio.ensure_future(drain(state, registry_url, metrics)))
+
+        drains: list[asyncio.Future[None]] = []
+        imds = InstanceMetadata(imds_url) if imds_url else None
+        watcher = (asyncio.ensure_future(watch(imds, on_notice, every_s=spot_poll_s))
+                   if imds is not None else None)
+        if notice_signal:
+            loop.add_signal_handler(signal.SIGUSR1, on_notice,
+                                    Notice("interruption", {"action": "terminate",
+                                                            "source": "SIGUSR1"}))
         try:
             yield
         finally:
             state.draining = True
-            for task in (heartbeat, serve):
+            if notice_signal:
+                loop.remove_signal_handler(signal.SIGUSR1)
+            for task in (heartbeat, serve, watcher, *drains):
                 if task is not None:
                     task.cancel()
+            if imds is not None:
+                await imds.aclose()
             if registry_url:
                 await asyncio.get_running_loop().run_in_executor(
                     None, deregister, registry_url, wid)
@@ -145,8 +193,13 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
     @app.post("/infer")
     async def infer(request: Request) -> JSONResponse:
         received = time.perf_counter()
-        response, code = await serve_infer(app.state.worker, request, received, metrics,
-                                           default_timeout_s)
+        state: WorkerState = app.state.worker
+        state.active += 1
+        try:
+            response, code = await serve_infer(state, request, received, metrics,
+                                               default_timeout_s)
+        finally:
+            state.active -= 1
         metrics.requests.labels(str(response.status_code), code).inc()
         if response.status_code == 200:
             metrics.latency.observe(time.perf_counter() - received)
@@ -158,7 +211,8 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "alive", "worker_id": wid}
+        # the pid: where `kill -USR1` injects a spot notice into a local worker (module docs)
+        return {"status": "alive", "worker_id": wid, "pid": os.getpid()}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -195,8 +249,9 @@ async def serve_infer(state: WorkerState, request: Request, received: float,
     def fail(status: int, code: str, message: str) -> tuple[JSONResponse, str]:
         return error(status, code, message, request_id), code
 
-    if state.draining:
-        return fail(503, "draining", f"{state.worker_id} is draining")
+    if state.draining:  # the router retries it elsewhere; a client may come back in a second
+        return error(503, "draining", f"{state.worker_id} is draining", request_id,
+                     retry_after_s=1), "draining"
     if not state.ready:
         return fail(503, "not_ready", f"{state.worker_id} is still loading")
     header = request.headers.get(DEADLINE_HEADER)
@@ -254,9 +309,10 @@ def warm_up(recognizer: Recognizer, max_batch_size: int) -> None:
 
 async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
                          every_s: float = 2.0, max_backoff_s: float = 4.0) -> None:
-    """Register in the shared (Redis) registry and keep the entry while serving, through
-    failures: a heartbeat that fails is retried with capped exponential backoff (tenacity) and
-    never given up, each failure logged (rate-limited). A heartbeat is a full SET with a TTL, so
+    """Register in the shared (Redis) registry and keep the entry while serving, and while
+    draining with the entry marked so, through failures: a heartbeat that fails is retried
+    with capped exponential backoff (tenacity) and never given up, each failure logged
+    (rate-limited). A heartbeat is a full SET with a TTL, so
     after a Redis restart (which loses every key) the worker registers again, within
     `max_backoff_s` plus the breaker's trial interval of Redis answering: on AWS routers find
     workers only here, and a worker that stays unregistered is capacity billed but unused.
@@ -265,13 +321,14 @@ async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
     from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
     from libra.serving.state.redis_link import RedisUnavailableError
-    from libra.serving.state.registry import RedisRegistry, WorkerInfo
+    from libra.serving.state.registry import RedisRegistry
 
     registry = RedisRegistry(registry_url)
-    info = WorkerInfo(state.worker_id, url, describe(state)["device"], state.batcher.max_batch_size)
+    state.advertise_url = url
     loop = asyncio.get_running_loop()
     limited = RateLimitedLog(log)
-    while not state.draining:
+    while True:  # draining too (marked so): cancelled once drained or at shutdown
+        info = worker_info(state, url)
         failures = 0
         async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
@@ -296,6 +353,60 @@ async def heartbeat_loop(state: WorkerState, registry_url: str, url: str,
             log.warning("%s registered again after %d failed heartbeats", state.worker_id,
                         failures)
         await asyncio.sleep(every_s)
+
+
+def begin_drain(state: WorkerState, notice: Notice, metrics: WorkerMetrics) -> bool:
+    """Stop taking work on a spot interruption notice: one log line, the counter, the line the
+    local provisioner reads. False if the worker was draining already."""
+    metrics.spot_notices.labels(notice.kind).inc()
+    if state.draining:
+        return False
+    state.draining = True
+    state.notice = notice
+    log.warning("spot interruption notice (%s, reclaimed at %s): %s drains: new requests "
+                "refused 503, %d in flight finishing", notice.detail.get("action", "terminate"),
+                notice.when, state.worker_id, state.active)
+    print(f"{WORKER_DRAINING_LINE} id={state.worker_id}", flush=True)
+    return True
+
+
+async def drain(state: WorkerState, registry_url: str | None, metrics: WorkerMetrics,
+                poll_s: float = 0.05) -> None:
+    """After a notice: keep the registry entry, marked draining, until the requests in flight
+    are answered; then remove it (module docs). The heartbeat loop writes the mark (it reads
+    `state.draining`) so that it is re-written through a Redis restart, like any heartbeat."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    if registry_url and state.heartbeat is not None:
+        await loop.run_in_executor(None, mark_draining, registry_url, state)
+    while state.active > 0 or state.batcher.in_flight > 0:
+        await asyncio.sleep(poll_s)
+    if state.heartbeat is not None:
+        state.heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await state.heartbeat
+    if registry_url:
+        await loop.run_in_executor(None, deregister, registry_url, state.worker_id)
+    metrics.drains.inc()
+    state.drained.set()
+    log.warning("%s drained %.1f s after the notice and left the registry; refusing work "
+                "until the instance is reclaimed", state.worker_id, time.monotonic() - started)
+    print(f"{WORKER_DRAINED_LINE} id={state.worker_id}", flush=True)
+
+
+def mark_draining(registry_url: str, state: WorkerState) -> None:
+    """One heartbeat with the draining mark at once, not at the loop's next beat."""
+    from libra.serving.state.registry import RedisRegistry
+
+    with contextlib.suppress(Exception):  # the heartbeat loop writes it again in a moment
+        RedisRegistry(registry_url).heartbeat(worker_info(state, state.advertise_url))
+
+
+def worker_info(state: WorkerState, url: str) -> Any:
+    from libra.serving.state.registry import WorkerInfo
+
+    return WorkerInfo(state.worker_id, url, describe(state)["device"],
+                      state.batcher.max_batch_size, draining=state.draining)
 
 
 def deregister(registry_url: str, worker_id: str) -> None:
@@ -341,6 +452,13 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @click.option("--redis-url", envvar="LIBRA_REDIS_URL", default=None,
               help="register and heartbeat here [$LIBRA_REDIS_URL]")
 @click.option("--drain-timeout-s", type=float, default=30.0, show_default=True)
+@click.option("--spot-watch/--no-spot-watch", default=False, show_default=True,
+              help="poll the instance metadata for a spot interruption notice and drain on one "
+              "(on EC2; infra/terraform's user data turns it on)")
+@click.option("--imds-url", default="http://169.254.169.254", show_default=True,
+              help="instance metadata endpoint (IMDSv2) --spot-watch polls")
+@click.option("--spot-poll-s", type=click.FloatRange(min=0.05), default=5.0,
+              show_default=True, help="seconds between two reads of the instance metadata")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
               envvar="LIBRA_LOG_LEVEL", default="info", help="[$LIBRA_LOG_LEVEL; info]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), envvar="LIBRA_LOG_FORMAT",
@@ -364,14 +482,18 @@ def main(**opts: Any) -> None:
                          threads=args.threads, max_batch_size=args.max_batch_size,
                          max_batch_delay_s=args.max_batch_delay_ms / 1000, worker_id=worker_id,
                          registry_url=args.redis_url,
-                         advertise_url=f"http://{args.host}:{port}")
+                         advertise_url=f"http://{args.host}:{port}",
+                         imds_url=args.imds_url if args.spot_watch else None,
+                         spot_poll_s=args.spot_poll_s, notice_signal=True)
     except FileNotFoundError as exc:
         sys.exit(f"libra-worker: {exc}")
     log.info("libra-worker %s on http://%s:%d: model %s, device %s, cpu precision %s, threads "
-             "%s, batches of up to %d within %g ms, registry %s, drain %g s; log %s/%s",
+             "%s, batches of up to %d within %g ms, registry %s, drain %g s, spot watch %s; "
+             "log %s/%s",
              worker_id, args.host, port, args.model, args.device, args.cpu_precision,
              args.threads or "auto", args.max_batch_size, args.max_batch_delay_ms,
              redact_url(args.redis_url) if args.redis_url else "none", args.drain_timeout_s,
+             f"{args.imds_url} every {args.spot_poll_s:g} s" if args.spot_watch else "off",
              args.log_level, args.log_format)
     # log_config=None: uvicorn's warnings go through our handler, in our format
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=int(

@@ -46,6 +46,13 @@ class WorkerMetrics:
                                  "requests answered 200", buckets=LATENCY_BUCKETS_S, registry=r)
         self.expired = Counter("libra_worker_expired_total", "Requests answered 504 without "
                                "running because their deadline passed", ["where"], registry=r)
+        self.spot_notices = Counter("libra_worker_spot_notices_total", "Spot notices read "
+                                    "from the instance metadata (or injected by SIGUSR1), by "
+                                    "kind: interruption (the worker drains) or rebalance "
+                                    "(reported only)", ["kind"], registry=r)
+        self.drains = Counter("libra_worker_drains_completed_total", "Drains after an "
+                              "interruption notice that finished every request in flight and "
+                              "left the registry", registry=r)
         if batcher_stats is not None:
             r.register(_BatcherCollector(batcher_stats))
 

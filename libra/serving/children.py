@@ -39,6 +39,10 @@ PARENT_PID_ENV = "LIBRA_PARENT_PID"
 # The line each kind of child prints on stdout once it can serve (its parent waits for it).
 WORKER_READY_LINE = "LIBRA_WORKER_READY"
 INSTANCE_READY_LINE = "LIBRA_INSTANCE_READY"
+# A worker's lines after a spot interruption notice: it stopped taking work, then it finished
+# what it had and left the registry (the local provisioner reads both).
+WORKER_DRAINING_LINE = "LIBRA_WORKER_DRAINING"
+WORKER_DRAINED_LINE = "LIBRA_WORKER_DRAINED"
 _PR_SET_PDEATHSIG = 1
 
 

@@ -15,11 +15,13 @@ nothing queues without bound.
 Deadlines travel with the request: the VM call's timeout and the worker's own timeout
 (`X-Libra-Deadline-Ms`) are what is left of its hard deadline. A VM that fails mid-request
 (connection lost, timeout, 5xx, deadline passed) gets the request retried on serverless if time
-is left, else it is answered 503 `deadline_exceeded`. A serverless instance that crashes under a
-request gets it retried once on another instance. The quota of the controller's latest
-`Decision` (LIBRA's VM requests per second) is the core's `QuotaBucket`, the simulator's rule:
-asking costs nothing, a token is spent only when a request really goes to a VM, and the
-unspent fraction carries into the next second.
+is left, else it is answered 503 `deadline_exceeded`; so is one that a worker refuses because it
+is draining (a spot interruption notice: the worker leaves the routable set within a control
+tick, and requests that reach it meanwhile go to serverless). A serverless instance that
+crashes under a request gets it retried once on another instance. The quota of the
+controller's latest `Decision` (LIBRA's VM requests per second) is the core's `QuotaBucket`,
+the simulator's rule: asking costs nothing, a token is spent only when a request really goes to
+a VM, and the unspent fraction carries into the next second.
 """
 
 from __future__ import annotations
@@ -257,7 +259,7 @@ class Router:
         try:
             result = await self.vm.infer(worker, event, timeout_s=budget.left_s(sent_s))
         except VMError as exc:
-            if exc.code != "deadline_exceeded":  # an expired request did not use the worker
+            if exc.code not in ("deadline_exceeded", "draining"):  # it ran nothing there
                 est.on_done(sent_s, self.clock())
             failures.failure(f"vm {exc.code}", "VM %s failed a request (%s)", wid, exc,
                              level=logging.WARNING)

@@ -169,11 +169,15 @@ class Service:
 
             return AutoScalingProvisioner(
                 s.asg_name or "", registry=self.registry, region=s.aws_region, max_vms=s.max_vms,
-                in_flight=self._in_flight)
+                in_flight=self._in_flight, spot_enabled=s.spot.enabled,
+                on_notice=lambda worker_id: self.metrics.spot_notices.inc(),
+                on_fleet_error=lambda op: self.metrics.fleet_errors.labels(op).inc())
         # a local worker is a VM of the platform: booting for vm.boot_s, vm.concurrency slots
         return LocalProvisioner(
             s.model_dir, log_dir=s.log_dir, boot_delay_s=s.vm.boot_s, max_vms=s.max_vms,
             registry=self.registry, max_batch_size=s.vm.concurrency, in_flight=self._in_flight,
+            on_notice=lambda worker_id: self.metrics.spot_notices.inc(),
+            notice_s=s.spot.notice_s,
             worker_args=("--threads", str(s.worker_threads), "--cpu-precision",
                          s.worker_cpu_precision, "--max-batch-delay-ms",
                          str(s.max_batch_delay_ms)))

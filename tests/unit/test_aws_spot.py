@@ -230,7 +230,7 @@ def test_a_worker_with_a_notice_is_draining_not_routed_and_logged_once(client, c
     caplog.set_level(logging.WARNING)
     members = [instance("i-od"), instance("i-spot"), instance("i-new", "Pending")]
     with Stubber(client) as stub:
-        for _ in range(3):
+        for _ in range(4):
             stub.add_response("describe_auto_scaling_groups", group(3, members, base=1))
         p.poll()
         assert p.counts()[VMState.READY] == 2
@@ -238,11 +238,18 @@ def test_a_worker_with_a_notice_is_draining_not_routed_and_logged_once(client, c
         registry.heartbeat(WorkerInfo("i-spot", "http://10.0.0.2:8101", draining=True))
         p.poll()
         p.poll()  # still draining: not a second notice
-    counts = p.counts()
-    assert (counts[VMState.READY], counts[VMState.DRAINING], counts[VMState.BOOTING]) \
-        == (1, 1, 1)
-    assert p.vm_states()["i-spot"] == VMState.DRAINING  # billed until it is gone
-    assert [w.worker_id for w in p.ready_workers()] == ["i-od"]
+        counts = p.counts()
+        assert (counts[VMState.READY], counts[VMState.DRAINING], counts[VMState.BOOTING]) \
+            == (1, 1, 1)
+        assert p.vm_states()["i-spot"] == VMState.DRAINING  # billed until it is gone
+        assert [w.worker_id for w in p.ready_workers()] == ["i-od"]
+        registry.remove("i-spot")  # drained and left; the instance is InService until reclaimed
+        p.poll()
+        assert p.vm_states()["i-spot"] == VMState.DRAINING  # not BOOTING: no capacity coming
+        stub.add_response("describe_auto_scaling_groups",
+                          group(3, [instance("i-od"), instance("i-new")], base=1))
+        p.poll()  # reclaimed
+    assert set(p.vm_states()) == {"i-od", "i-new"}
     assert (noticed, p.notices) == (["i-spot"], 1)
     assert caplog.text.count("worker i-spot is draining (spot interruption notice)") == 1
     assert "without its worker registering" not in caplog.text

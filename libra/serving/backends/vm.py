@@ -4,7 +4,9 @@ A transport failure, a timeout or a non-200 answer raises `VMError`; the router 
 request once on serverless, so a worker dying mid-request loses nothing. The deadline travels
 with the request: the call's timeout is what is left of it, and the worker is told the same in
 `X-Libra-Deadline-Ms` so it answers an expired request at once (`VMError("deadline_exceeded")`)
-instead of running the model for nobody.
+instead of running the model for nobody. A worker that is draining (a spot interruption
+notice, a scale-in) answers new requests 503 `draining` (`VMError("draining")`): it ran nothing,
+and the router retries the request elsewhere.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class VMBackend:
                 message = f"{detail.get('code')}: {detail.get('message')}"
                 if detail.get("code") in EXPIRED_CODES:
                     code = "deadline_exceeded"
+                elif detail.get("code") == "draining":  # a spot notice or a scale-in
+                    code = "draining"
             except (ValueError, AttributeError):
                 message = response.text[:200]
             raise VMError(code, f"{worker.worker_id}: {message}")

@@ -87,7 +87,7 @@ class AutoScalingProvisioner:
         self._instances: list[dict[str, Any]] = []
         self._ready: list[WorkerInfo] = []
         self._draining: set[str] = set()  # InService instances whose worker is draining
-        self._noticed: set[str] = set()  # draining workers already logged and counted
+        self._noticed: set[str] = set()  # instances still in the group whose worker drained
         self._unregistered_since: dict[str, float] = {}  # InService, no heartbeat, since when
         self.unregistered_warn_s = unregistered_warn_s
         self.clock = clock
@@ -128,10 +128,10 @@ class AutoScalingProvisioner:
             self._log.failure("registry read", "worker registry unreadable; routing keeps the "
                               "last known workers still InService", level=logging.WARNING)
         self._read_distribution(group)
-        self._draining = {w.worker_id for w in registered
-                          if w.draining and w.worker_id in in_service}
         self._ready = [w for w in routable(registered) if w.worker_id in in_service]
-        self._see_notices()
+        self._see_notices({w.worker_id for w in registered if w.draining},
+                          {i["InstanceId"] for i in self._instances})
+        self._draining = (self._noticed & in_service) - {w.worker_id for w in self._ready}
         self._track_unregistered(in_service - {w.worker_id for w in self._ready}
                                  - self._draining)
 
@@ -143,14 +143,17 @@ class AutoScalingProvisioner:
         self.on_demand_base = int(dist.get("OnDemandBaseCapacity", 0))
         self.on_demand_percent = int(dist.get("OnDemandPercentageAboveBaseCapacity", 100))
 
-    def _see_notices(self) -> None:
-        """One log line and one `on_notice` per worker that turned draining."""
-        for wid in sorted(self._draining - self._noticed):
+    def _see_notices(self, marked: set[str], members: set[str]) -> None:
+        """One log line and one `on_notice` per worker that turned draining. An instance stays
+        noticed while it is in the group: once its worker has drained and left the registry
+        it is still InService until reclaimed, and must stay DRAINING (not BOOTING, which the
+        policy would count as capacity on its way)."""
+        for wid in sorted((marked & members) - self._noticed):
             self.notices += 1
             log.warning("worker %s is draining (spot interruption notice): routers send it "
                         "nothing new; the group replaces the instance", wid)
             self.on_notice(wid)
-        self._noticed = set(self._draining)
+        self._noticed = (self._noticed | marked) & members
 
     def _track_unregistered(self, ids: set[str]) -> None:
         now_s = self.clock()

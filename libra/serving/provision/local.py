@@ -14,6 +14,14 @@ Registry writes (heartbeats, removals) are best effort: with a shared Redis down
 counted in `registry_errors` and logged (rate-limited), and `poll()` goes on, so the controller
 keeps ticking through an outage; the heartbeat after Redis returns registers the workers again
 (a removal that failed is ended by the entry's TTL).
+
+Spot, emulated: `interrupt(vm_id)` gives a worker a spot interruption notice (SIGUSR1, what the
+instance metadata is on EC2). The worker stops taking work and says so on stdout; the next
+`poll` makes it DRAINING (not capacity, removed from the registry, logged once, `on_notice`),
+so the router sends it nothing new and the next `set_target` launches a replacement, booting
+for `boot_delay_s` as any new VM. The instance is "reclaimed" (SIGTERM) once the worker reports
+its requests in flight done, or `notice_s` after the notice, whichever comes first. There is no
+spot price locally: `on_demand_vms` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ class LocalVM:
     info: WorkerInfo | None = None
     ready_s: float | None = None
     stopped_s: float | None = None
+    noticed_s: float | None = None  # when its spot interruption notice was seen
 
 
 class LocalProvisioner:
@@ -54,6 +63,8 @@ class LocalProvisioner:
                  worker_args: tuple[str, ...] = (), max_vms: int = 8,
                  registry: WorkerRegistry | None = None, max_batch_size: int = 32,
                  in_flight: Callable[[str], int] = lambda worker_id: 0,
+                 notice_s: float = 120.0,
+                 on_notice: Callable[[str], None] = lambda worker_id: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.model = model
         self.log_dir = log_dir
@@ -69,6 +80,9 @@ class LocalProvisioner:
         self.crashes = 0
         self.target = 0
         self.registry_errors = 0
+        self.notice_s = notice_s
+        self.on_notice = on_notice
+        self.notices = 0
         self._log = RateLimitedLog(log)
 
     def _active(self) -> list[LocalVM]:
@@ -80,8 +94,17 @@ class LocalProvisioner:
         self._set_target(initial, boot_delay_s=0.0)
         return self.target
 
-    def set_target(self, n: int) -> None:
+    def set_target(self, n: int, on_demand_vms: int | None = None) -> None:
         self._set_target(n, boot_delay_s=self.boot_delay_s)
+
+    def interrupt(self, vm_id: str) -> None:
+        """A spot interruption notice to the worker of `vm_id` (module docs); KeyError if no
+        such VM runs."""
+        vm = next((v for v in self.vms if v.vm_id == vm_id), None)
+        if vm is None:
+            raise KeyError(f"no local VM {vm_id!r}; running: "
+                           f"{', '.join(v.vm_id for v in self.vms) or 'none'}")
+        vm.process.interrupt()
 
     def _set_target(self, n: int, *, boot_delay_s: float) -> None:
         self.target = n = max(0, min(n, self.max_vms))
@@ -136,7 +159,13 @@ class LocalProvisioner:
         now = self.clock()
         for vm in list(self.vms):
             alive = vm.process.proc.poll() is None
+            if alive and vm.state != VMState.DRAINING and vm.process.noticed:
+                self._on_notice(vm, now)
             if vm.state == VMState.DRAINING:
+                if alive and vm.noticed_s is not None and vm.stopped_s is None and (
+                        vm.process.drained or now - vm.noticed_s >= self.notice_s):
+                    vm.stopped_s = now  # reclaimed: what it had is done, or time is up
+                    vm.process.drain()
                 if not alive:
                     vm.state = VMState.TERMINATED
                     vm.process.close()
@@ -159,6 +188,17 @@ class LocalProvisioner:
             if vm.state == VMState.READY and vm.info is not None:
                 self._register(vm.info)
         self.vms = [v for v in self.vms if v.state != VMState.TERMINATED]
+
+    def _on_notice(self, vm: LocalVM, now: float) -> None:
+        vm.state = VMState.DRAINING
+        vm.noticed_s = now
+        self.notices += 1
+        wid = vm.info.worker_id if vm.info else vm.process.worker_id or vm.vm_id
+        log.warning("worker %s (%s) got a spot interruption notice: draining, routed around; "
+                    "a replacement is launched at the next target", wid, vm.vm_id)
+        if vm.info is not None:
+            self._unregister(vm.info)
+        self.on_notice(wid)
 
     def counts(self) -> dict[VMState, int]:
         out = dict.fromkeys(VMState, 0)

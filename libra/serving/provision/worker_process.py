@@ -17,7 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-from libra.serving.children import WORKER_READY_LINE, spawn
+from libra.serving.children import (
+    WORKER_DRAINED_LINE,
+    WORKER_DRAINING_LINE,
+    WORKER_READY_LINE,
+    spawn,
+)
 
 _READY = re.compile(rf"{WORKER_READY_LINE} port=(\d+) id=(\S+)")
 
@@ -43,6 +48,8 @@ class WorkerProcess:
         self.url: str | None = None
         self.worker_id: str | None = None
         self.ready_s: float | None = None
+        self.noticed = False  # it got a spot interruption notice and stopped taking work
+        self.drained = False  # ... and then finished its requests in flight
         self._ready = threading.Event()
         threading.Thread(target=self._read_stdout, daemon=True).start()
 
@@ -56,6 +63,10 @@ class WorkerProcess:
                 self.worker_id = match.group(2)
                 self.ready_s = time.monotonic()
                 self._ready.set()
+            elif line.startswith(WORKER_DRAINING_LINE):
+                self.noticed = True
+            elif line.startswith(WORKER_DRAINED_LINE):
+                self.drained = True
             self._log.write(raw)
             self._log.flush()
         self._ready.set()  # exited: wake anyone waiting
@@ -77,6 +88,12 @@ class WorkerProcess:
         with contextlib.suppress(OSError):
             return self.log_path.read_bytes()[-n_bytes:].decode(errors="replace")
         return ""
+
+    def interrupt(self) -> None:
+        """SIGUSR1: a spot interruption notice, as the instance metadata would give one on EC2
+        (the worker drains and stays up; `noticed`, then `drained`, turn true)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
 
     def drain(self) -> None:
         """SIGTERM: the worker refuses new requests, finishes those in flight, exits."""
