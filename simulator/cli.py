@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import tomllib
@@ -153,6 +154,13 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override one config field, e.g. --set vm.boot_s=90 "
               "--set policies.libra.period_s=600")
+@click.option("--slo", type=str, default=None, metavar="FRACTION",
+              help="the fraction of requests that must be answered inside the SLA, e.g. 0.999 "
+              "(the config's `slo`): policies that read it size for it, every report says "
+              "whether each policy met it")
+@click.option("--sla-penalty", type=str, default=None, metavar="USD",
+              help="$ per late or dropped request (the config's `sla_penalty_usd`): reports add "
+              "the cost including penalties")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
 @click.option("--csv", "as_csv", is_flag=True, help="print CSV instead of the table")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -175,7 +183,7 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str
          app: str | None, top: int | None, scale: float, start_s: float, end_s: float | None,
          spread: str | None, epoch_s: float | None, seed: int, policies: str, preset: str | None,
          profile_name: str | None, config_path: Path | None, overrides: tuple[str, ...],
-         as_json: bool, as_csv: bool,
+         slo: str | None, sla_penalty: str | None, as_json: bool, as_csv: bool,
          plot: Path | None, decisions: Path | None, timeline: Path | None, workers: str,
          mode: str, progress: bool | None) -> None:
     """Replay a request trace through the scaling policies and compare SLA violations and cost.
@@ -211,6 +219,7 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str
         profile = load_profile(profile_name) if profile_name is not None else None
     except ProfileError as exc:
         raise click.BadParameter(str(exc), param_hint="--profile") from None
+    overrides = (*overrides, *_slo_overrides(slo, sla_penalty))
     cfg, params = load_config(config_path, overrides, chosen, profile)
     cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
     if spread is None:
@@ -271,6 +280,32 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str
             click.echo(f"timeline written to {timeline}", err=True)
     except OSError as exc:
         raise click.ClickException(f"cannot write output: {exc}") from None
+
+
+def _slo_overrides(slo: str | None, penalty: str | None) -> tuple[str, ...]:
+    """`--slo` and `--sla-penalty` as config overrides (so the platform validates them once, as
+    it does the same keys in a config file), refusing what is not a number in range first."""
+    out = []
+    if slo is not None:
+        try:
+            value = float(slo)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise click.BadParameter(
+                f"{slo!r} is not a fraction between 0 and 1 (0.999: 99.9% of requests inside "
+                f"the SLA)", param_hint="--slo")
+        out.append(f"slo={value!r}")
+    if penalty is not None:
+        try:
+            cost = float(penalty)
+        except ValueError:
+            cost = math.nan
+        if not (math.isfinite(cost) and cost >= 0.0):
+            raise click.BadParameter(f"{penalty!r} is not a dollar amount >= 0",
+                                     param_hint="--sla-penalty")
+        out.append(f"sla_penalty_usd={cost!r}")
+    return tuple(out)
 
 
 def _parse_workers(text: str) -> int:

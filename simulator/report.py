@@ -31,13 +31,32 @@ _COLUMNS = (
 )
 
 
+def _columns(results: Sequence[PolicyResult]) -> tuple[tuple[str, str, str], ...]:
+    """The table's columns: with a stated SLO, whether each policy met it; with an SLA
+    penalty, the cost including penalties (the second view of cost)."""
+    extra: list[tuple[str, str, str]] = []
+    stated = [r.slo for r in results if r.slo is not None]
+    if stated:
+        extra.append(("slo_met", f"SLO {stated[0]:.6g} met", "{}"))
+    if any(r.sla_penalty_usd > 0 for r in results):
+        extra.append(("cost_with_penalties_usd", "with penalties $", "{:.2f}"))
+    return (*_COLUMNS, *extra)
+
+
+def _cell(value: object, fmt: str) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    return "-" if value is None else fmt.format(value)
+
+
 def table(results: Sequence[PolicyResult]) -> str:
     """A fixed-width table, one row per policy."""
-    rows = [[title for _, title, _ in _COLUMNS]]
+    columns = _columns(results)
+    rows = [[title for _, title, _ in columns]]
     for r in results:
         d = r.as_dict()
-        rows.append([fmt.format(d[key]) for key, _, fmt in _COLUMNS])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+        rows.append([_cell(d[key], fmt) for key, _, fmt in columns])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = []
     for j, row in enumerate(rows):
         pairs = enumerate(zip(row, widths, strict=True))
@@ -49,16 +68,17 @@ def table(results: Sequence[PolicyResult]) -> str:
 
 
 def markdown_table(results: Sequence[PolicyResult]) -> str:
-    head = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    columns = _columns(results)
+    head = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
     body = [
-        "| " + " | ".join(fmt.format(r.as_dict()[key]) for key, _, fmt in _COLUMNS) + " |"
+        "| " + " | ".join(_cell(r.as_dict()[key], fmt) for key, _, fmt in columns) + " |"
         for r in results
     ]
     return "\n".join([head, sep, *body])
 
 
-def _clean(value: float | int | str) -> float | int | str | None:
+def _clean(value: float | int | str | bool | None) -> float | int | str | bool | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 

@@ -36,8 +36,24 @@ class PolicyResult:
     trace: str = ""
     preset: str = ""
     serverless_warm_invocations: int = 0
+    slo: float | None = None  # the stated SLO the run is judged against (None: none stated)
+    sla_penalty_usd: float = 0.0  # $ per late or dropped request
 
-    def as_dict(self) -> dict[str, float | int | str]:
+    @property
+    def slo_met(self) -> bool | None:
+        """Whether the fraction answered inside the SLA reached the SLO (None: no SLO)."""
+        if self.slo is None:
+            return None
+        inside = self.requests - self.sla_violations
+        # 999 of 1,000 meets 0.999 although 0.999 * 1000 is 999.0000000000001 in floats
+        return inside >= self.slo * self.requests - 1e-9 * max(1, self.requests)
+
+    @property
+    def cost_with_penalties_usd(self) -> float:
+        """Total cost plus the SLA penalty for every late or dropped request."""
+        return self.total_cost_usd + self.sla_penalty_usd * self.sla_violations
+
+    def as_dict(self) -> dict[str, float | int | str | bool | None]:
         """The stable row: the fields docs/cli.md lists, in that order."""
         return {
             "policy": self.policy,
@@ -61,6 +77,10 @@ class PolicyResult:
             "serverless_throttled": self.throttled,
             "serverless_warm_invocations": self.serverless_warm_invocations,
             "serverless_share_pct": self.serverless_share_pct,
+            "slo": self.slo,
+            "slo_met": self.slo_met,
+            "sla_penalty_usd": self.sla_penalty_usd,
+            "cost_with_penalties_usd": self.cost_with_penalties_usd,
         }
 
 
@@ -96,4 +116,6 @@ def summarise(name: str, sim: Simulation, *, trace: str = "", preset: str = "") 
         trace=trace,
         preset=preset,
         serverless_warm_invocations=sim.pool.warm_invocations,
+        slo=sim.cfg.slo,
+        sla_penalty_usd=sim.cfg.sla_penalty_usd,
     )

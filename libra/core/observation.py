@@ -48,6 +48,8 @@ def build_observation(platform: Platform, now_s: float, arrivals_per_s: Sequence
         serverless_cold_start_s=sls.cold_start_s,
         serverless_service_s=sls.service_time_mean_s + sls.invoke_overhead_s,
         serverless_concurrency_limit=sls.concurrency_limit,
+        serverless_scale_burst=sls.scale_burst,
+        serverless_scale_rate_per_s=sls.scale_rate_per_s,
         serverless_instances=fleet.serverless_instances,
         vm_min_billing_s=vm.min_billing_s,
         slo=platform.slo,

@@ -155,6 +155,34 @@ class Platform(Strict):
     )
     tick_s: PositiveFloat = Field(1.0, description="controller period; LIBRA assumes 1 s")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _routing_follows_slo(cls, data: object) -> object:
+        """With a stated SLO the router plans a VM request with the service time's
+        1 - ROUTING_SHARE * (1 - slo) quantile when that is above `vm.routing_quantile`: at the
+        edge of the budget a VM request is late only in that tail, so its share of the
+        violation budget (`libra.core.policies.slo`) bounds it. Without an SLO nothing
+        changes. (Validated input only: `model_copy(update=...)` skips this.)"""
+        if not isinstance(data, dict):
+            return data
+        slo = data.get("slo")
+        if not isinstance(slo, int | float) or isinstance(slo, bool) or not 0 < slo < 1:
+            return data
+        from libra.core.policies.slo import ROUTING_SHARE  # pure, no cycle at import time
+
+        wanted = 1.0 - ROUTING_SHARE * (1.0 - float(slo))
+        vm = data.get("vm", {})
+        if isinstance(vm, VMConfig):
+            if vm.routing_quantile < wanted:
+                vm = vm.model_copy(update={"routing_quantile": wanted})
+        elif isinstance(vm, dict):
+            current = vm.get("routing_quantile", VMConfig.model_fields["routing_quantile"].default)
+            if isinstance(current, int | float) and current < wanted:
+                vm = {**vm, "routing_quantile": wanted}
+        else:
+            return data
+        return {**data, "vm": vm}
+
     @model_validator(mode="after")
     def _check_platform(self) -> Platform:
         if self.sla_margin_s >= self.sla_s:

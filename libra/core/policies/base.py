@@ -41,6 +41,8 @@ class Observation:
     serverless_cold_start_s: float = 0.0
     serverless_service_s: float = 0.0
     serverless_concurrency_limit: int = 0  # 0: no known limit
+    serverless_scale_burst: int = 0  # new instances at once; 0: no known limit
+    serverless_scale_rate_per_s: float = 0.0  # new instances per second after it; 0: unknown
     serverless_instances: int = 0  # warm instances, busy or idle
     vm_min_billing_s: float = 0.0
     slo: float | None = None  # fraction of requests to answer inside the SLA; None: not stated

@@ -30,6 +30,19 @@ step, is `libra-paper` (`libra/core/policies/libra_paper.py`).
 With traffic and no VM at all the policy decides at once (the cold-start branch) instead of
 waiting for the interval; with a running fleet it holds until its window has `min_window_s`
 (60 s) of data.
+
+**A stated SLO** (`Observation.slo`, `libra.core.policies.slo`): the violation budget 1 - slo is
+split between throttling, cold starts and VM service tails. The throttle floor then holds the
+throttled fraction of the whole observed history (not the period's mean excess) under its share,
+against what serverless carries within its limit at that share's Poisson quantile; warm
+instances cover the spill's Poisson quantile at the cold-start share; the router's planning
+quantile follows the budget (`Platform`). **Flash crowds**: with an SLO the policy checks every
+tick where the rate is heading one VM boot ahead (`slo.projected_rate`); when that would exceed
+the fleet plus what serverless may carry (its concurrency limit, and the instances its scale-up
+rate can add within a boot), it launches the VMs at once instead of at the next interval, and
+while the spill is at a new peak it starts the warm instances the rise will need a cold start
+from now. Burst VMs are sized again at the next interval like any other (break-even rule,
+billing minimum). Without an SLO none of this runs and the policy is as before.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from libra.core.policies import slo as slo_steps
 from libra.core.policies.base import Decision, Observation, Quiet
 from libra.core.policies.steps import break_even_rps, clamp, largest_count, vms_paying_off
 
@@ -67,6 +81,10 @@ class Libra:
     _seen_until_s: int = field(default=0, init=False, repr=False)
     # quiet bounds by what they depend on (see quiet_until)
     _bounds: dict[tuple[object, ...], int] = field(default_factory=dict, init=False, repr=False)
+    _floats: dict[tuple[object, ...], float] = field(default_factory=dict, init=False,
+                                                     repr=False)
+    _quantiles: dict[tuple[float, float, float], int] = field(default_factory=dict, init=False,
+                                                              repr=False)
 
     def __post_init__(self) -> None:
         for name in ("period_s", "interval_s"):
@@ -87,12 +105,17 @@ class Libra:
         due = enough and (
             self._last_decide_s is None or obs.now_s - self._last_decide_s + _EPS >= self.interval_s
         )
+        flash = self._flash_size(obs)
         if due or cold:
-            size = self._size(obs)
+            size = max(self._size(obs), flash)
             if due or size > 0:
                 reason = self._resize(obs, size, cold_start=cold and not due)
             else:
                 reason = "cold start: too little load for a VM"
+        elif flash > self._target:
+            self._grew_at_s = obs.now_s
+            self._target = flash
+            reason = f"flash crowd: the rise would outrun serverless -> {flash} VMs"
         elif self._last_decide_s is None:
             return Decision.hold_fleet(obs.vms_active, "window not full yet", serverless_warm=warm)
         elif obs.vms_booting:
@@ -125,18 +148,19 @@ class Libra:
             if self._warm_for_peak(peak, obs) != decision.serverless_warm:
                 return None
             capacity_rps, service_s = obs.vms_ready * obs.vm_capacity_rps, obs.serverless_service_s
-            key: tuple[object, ...] = ("warm", peak, capacity_rps, service_s)
+            key: tuple[object, ...] = ("warm", peak, capacity_rps, service_s, obs.slo)
             if key not in self._bounds:
                 self._bounds[key] = largest_count(
-                    lambda x: _instances_for(x, capacity_rps, service_s) <= peak, 0,
+                    lambda x: self._instances(x, capacity_rps, obs) <= peak, 0,
                     math.floor(capacity_rps + peak / service_s) + 2)
             bound = self._bounds[key]
+        if obs.slo is not None:
+            bound = min(bound, self._flash_bound(obs))
         if self._target == 0:  # the cold-start branch sizes the fleet at every arrival
             if self.min_vms > 0 or not self._quiet_cold_ok():
                 return None
             cold_bound = self._no_vm_bound(obs)
-            window = obs.arrivals_per_s[-max(1, round(self.period_s)):]
-            if max(window) > cold_bound:
+            if max(self._floor_counts(obs)) > cold_bound:
                 return None
             bound = min(bound, cold_bound)
         if len(self._bounds) > 256:  # a memo, not a history: keep it small
@@ -155,7 +179,7 @@ class Libra:
         """`_cold_bound`, remembered by what it depends on."""
         key = ("cold", self._scaled(1), obs.vm_capacity_rps, obs.vm_price_per_s_usd,
                obs.serverless_cost_per_request_usd, obs.vm_boot_s, obs.vm_min_billing_s,
-               obs.serverless_concurrency_limit, obs.serverless_service_s)
+               obs.serverless_concurrency_limit, obs.serverless_service_s, obs.slo)
         if key not in self._bounds:
             self._bounds[key] = self._cold_bound(obs)
         return self._bounds[key]
@@ -169,9 +193,7 @@ class Libra:
         r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
         billed_s = max(obs.vm_boot_s + self.period_s, obs.vm_min_billing_s)
         start_rps = r_star * billed_s / self.period_s
-        limited = obs.serverless_concurrency_limit > 0 and obs.serverless_service_s > 0
-        serverless_rps = obs.serverless_concurrency_limit / obs.serverless_service_s \
-            if limited else math.inf
+        serverless_rps = self._serverless_rps(obs)
 
         def holds(count: int) -> bool:
             value = self._scaled(count)
@@ -193,8 +215,7 @@ class Libra:
     def _size(self, obs: Observation) -> int:
         r_star = break_even_rps(obs.vm_price_per_s_usd, obs.serverless_cost_per_request_usd)
         if obs.vms_ready == 0 and self.min_vms == 0 and \
-                max(obs.arrivals_per_s[-max(1, round(self.period_s)):], default=0) <= \
-                self._no_vm_bound(obs):
+                max(self._floor_counts(obs), default=0) <= self._no_vm_bound(obs):
             # No count of the window reaches the bound: no VM pays off and serverless throttles
             # nothing, which is what the sizing below finds (a test checks it), only without the
             # work; at 0 VMs it runs at every second with an arrival.
@@ -211,6 +232,8 @@ class Libra:
             start_rps=r_star * billed_s / self.period_s, max_vms=self.max_vms,
         )
         floor = self._throttle_floor(window, obs)
+        if obs.slo is not None:
+            floor = self._slo_throttle_floor(obs)
         self._signals = {"r_star_rps": r_star, "paying_vms": float(paying),
                          "throttle_floor_vms": float(floor)}
         return clamp(max(paying, floor), self.min_vms, self.max_vms)
@@ -225,6 +248,80 @@ class Libra:
             return 0  # every term below is 0.0 (the usual case, without the loop)
         excess = sum(max(0.0, x - serverless_rps) for x in window) / len(window)
         return math.ceil(excess / obs.vm_capacity_rps - _EPS) if excess > 0 else 0
+
+    # -- a stated SLO ---------------------------------------------------------------------------
+    def _floor_counts(self, obs: Observation) -> tuple[int, ...]:
+        """The counts the throttle floor reads: the period without an SLO, all the history
+        the observation holds with one (a burst is remembered for as long as it is seen)."""
+        if obs.slo is None:
+            return obs.arrivals_per_s[-max(1, round(self.period_s)):]
+        return obs.arrivals_per_s
+
+    def _serverless_rps(self, obs: Observation) -> float:
+        """The per-second count serverless carries: its limit / service time, or with an SLO
+        the count whose busy instances stay within the limit but for the throttle share."""
+        limit, service_s = obs.serverless_concurrency_limit, obs.serverless_service_s
+        if limit <= 0 or service_s <= 0:
+            return math.inf
+        if obs.slo is None:
+            return limit / service_s
+        key = ("carry", limit, service_s, obs.slo)
+        if key not in self._floats:
+            tail = slo_steps.THROTTLE_SHARE * slo_steps.violation_budget(obs.slo)
+            self._floats[key] = slo_steps.serverless_carry_rps(limit, service_s, tail)
+        return self._floats[key]
+
+    def _slo_throttle_floor(self, obs: Observation) -> int:
+        """VMs keeping the history's throttled fraction under the throttle share of the budget
+        (`slo.throttle_floor_vms`), on the counts as the sizing plans them."""
+        assert obs.slo is not None
+        counts = self._floor_counts(obs)
+        scale = self._scaled(1)
+        rates = counts if scale == 1.0 else tuple(x * scale for x in counts)
+        share = slo_steps.THROTTLE_SHARE * slo_steps.violation_budget(obs.slo)
+        return slo_steps.throttle_floor_vms(rates, self._serverless_rps(obs),
+                                            obs.vm_capacity_rps, share, self.max_vms)
+
+    def _flash_carry_rps(self, obs: Observation) -> float:
+        """What serverless may carry one boot from now: its limit, and no more instances than
+        its scale-up burst and rate can add by then (from none: a pessimistic start)."""
+        carry = self._serverless_rps(obs)
+        burst, rate = obs.serverless_scale_burst, obs.serverless_scale_rate_per_s
+        if (burst > 0 or rate > 0) and obs.serverless_service_s > 0:
+            reachable = burst + rate * obs.vm_boot_s
+            carry = min(carry, reachable / obs.serverless_service_s)
+        return carry
+
+    def _flash_size(self, obs: Observation) -> int:
+        """With an SLO: the fleet a flash crowd needs one boot from now, when the rise would
+        take the spill above what serverless may carry; 0 otherwise (see module docs)."""
+        if obs.slo is None or self.max_vms <= 0:
+            return 0
+        projected = slo_steps.projected_rate(obs.arrivals_per_s, obs.vm_boot_s + 1.0)
+        if projected is None:
+            return 0
+        projected *= self._scaled(1)
+        carry = self._flash_carry_rps(obs)
+        capacity = obs.vm_capacity_rps
+        if projected - self._target * capacity <= carry:
+            return 0
+        need = math.ceil((projected - carry) / capacity - _EPS)
+        return clamp(need, self.min_vms, self.max_vms)
+
+    def _flash_bound(self, obs: Observation) -> int:
+        """The largest count such that `_flash_size` stays 0 or at the target while no second
+        brings more: the projection is at most twice the last 5 s's mean."""
+        carry = self._flash_carry_rps(obs)
+        top = self._target * obs.vm_capacity_rps + carry
+        key = ("flash", top, self._scaled(1))
+        if key not in self._bounds:
+            if math.isinf(top):
+                self._bounds[key] = _COUNT_CEILING
+            else:
+                self._bounds[key] = largest_count(
+                    lambda x: 2.0 * self._scaled(x) * (1.0 + 1e-12) <= top, 0,
+                    min(_COUNT_CEILING, math.floor(top) + 2))
+        return self._bounds[key]
 
     def _resize(self, obs: Observation, size: int, *, cold_start: bool) -> str:
         self._last_decide_s = obs.now_s
@@ -250,9 +347,11 @@ class Libra:
         self._seen_until_s = now_whole
         capacity_rps = obs.vms_ready * obs.vm_capacity_rps
         peaks = self._warm_peaks
+        rising = 0
         if new > 0:
-            need = _instances_for(max(obs.arrivals_per_s[-new:]), capacity_rps,
-                                  obs.serverless_service_s)
+            need = self._instances(max(obs.arrivals_per_s[-new:]), capacity_rps, obs)
+            if obs.slo is not None and need > max((n for _, n in peaks), default=0):
+                rising = self._rising_need(obs, capacity_rps)
             minute = now_whole // 60
             if peaks and peaks[-1][0] == minute:
                 peaks[-1] = (minute, max(peaks[-1][1], need))
@@ -261,7 +360,37 @@ class Libra:
         horizon_min = math.ceil(self.warm_horizon_s / 60.0)
         while peaks and peaks[0][0] <= now_whole // 60 - horizon_min:
             peaks.popleft()
-        return self._warm_from_peaks(obs)
+        warm = self._warm_from_peaks(obs)
+        if rising > warm:
+            warm = min(rising, obs.serverless_concurrency_limit) \
+                if obs.serverless_concurrency_limit > 0 else rising
+        return warm
+
+    def _instances(self, count: int, capacity_rps: float, obs: Observation) -> int:
+        """Warm instances for a second of `count`: `_instances_for`, or with an SLO the
+        spill's Poisson quantile at the cold-start share of the budget (memoised)."""
+        if obs.slo is None:
+            return _instances_for(count, capacity_rps, obs.serverless_service_s)
+        spill = max(0.0, count - capacity_rps)
+        if spill <= 0:
+            return 0
+        key = (spill, obs.serverless_service_s, obs.slo)
+        if key not in self._quantiles:
+            if len(self._quantiles) > 4096:  # a memo, not a history
+                self._quantiles.clear()
+            tail = slo_steps.COLD_SHARE * slo_steps.violation_budget(obs.slo)
+            self._quantiles[key] = slo_steps.poisson_quantile(
+                spill * obs.serverless_service_s, tail)
+        return self._quantiles[key]
+
+    def _rising_need(self, obs: Observation, capacity_rps: float) -> int:
+        """While the spill sets a new peak: the instances it will need one cold start ahead,
+        so they are warm when the rise gets there instead of cold-starting under it."""
+        lead_s = obs.serverless_cold_start_s + obs.serverless_service_s + 1.0
+        projected = slo_steps.projected_rate(obs.arrivals_per_s, lead_s)
+        if projected is None:
+            return 0
+        return self._instances(math.ceil(projected * self._scaled(1) - _EPS), capacity_rps, obs)
 
     def _warm_from_peaks(self, obs: Observation) -> int:
         return self._warm_for_peak(max((n for _, n in self._warm_peaks), default=0), obs)
