@@ -13,6 +13,12 @@ the serverless pool's next keep-warm ping, at most `_MAX_SPELL_S` ahead) and rou
 meanwhile in one pass. It never sleeps while a VM boots or drains, or when the decision stream is
 recorded; a test replays traces both ways and requires identical results.
 
+Spot VMs (`SpotConfig`, `simulator/spot.py`): a policy's `Decision.on_demand_vms` splits its
+target into on-demand and spot VMs. A spot VM's interruption notice takes effect at the first tick
+at or after it (the worker polls for it; a tick is 1 s): the VM stops taking requests, finishes
+what it has and is reclaimed `notice_s` after the notice; a replacement of the same kind is
+launched at once (capacity rebalancing) and boots. A quiet spell never runs past a notice.
+
 Arrivals come from a stream (`simulator/arrivals.py`) one chunk of trace time at a time, and
 service times are drawn per block of request indices, so memory does not grow with the trace:
 a request's service time depends only on its index and the seed, never on how requests were
@@ -40,6 +46,7 @@ from simulator.config import SimConfig
 from simulator.recorder import Recorder
 from simulator.serverless_pool import ServerlessPool
 from simulator.service_times import sample_service_times
+from simulator.spot import Interruptions
 from simulator.trace_base import Trace
 from simulator.vm_fleet import SimVM, VMFleet
 
@@ -141,7 +148,12 @@ class Simulation:
         self._buffer_pos = 0
         self._exhausted = False
         self.env = simpy.Environment()
-        self.fleet = VMFleet(cfg.vm)
+        self.fleet = VMFleet(cfg.vm, spot_price_per_s_usd=cfg.spot.price_per_s_usd
+                             if cfg.spot.enabled else None)
+        self.spot: Interruptions | None = Interruptions(cfg.spot, cfg.seed) \
+            if cfg.spot.enabled else None
+        self._spot_due: list[tuple[float, int]] = []  # (notice time, vm_id), rate mode
+        self.spot_missed = 0  # file interruptions that found no spot VM running
         self.pool = ServerlessPool(cfg.serverless)
         self.rec = Recorder(cfg.sla_s, keep_requests=keep_requests, record_ticks=record_ticks)
         self.next_i = 0
@@ -202,6 +214,8 @@ class Simulation:
                 self._dispatch_before(now)
             else:
                 self._load_until(now, keep=False)
+            if self.spot is not None:
+                self._spot_notices(now)
             obs = self._observe(now)
             started = time.perf_counter()
             decision = self.policy.decide(obs)
@@ -262,6 +276,15 @@ class Simulation:
             return k + 1
         if math.isfinite(quiet.max_arrivals_per_s):
             stop = self._first_tick_seeing_more(k, stop, quiet.max_arrivals_per_s)
+        if self.spot is not None:
+            # the tick that takes the next notice must run, and the one before it too: the
+            # policy must see the seconds before the notice with the fleet they had
+            notice_s = self._next_notice_s()
+            if math.isfinite(notice_s):
+                due = math.ceil(notice_s / tick_s)
+                while due > 0 and (due - 1) * tick_s >= notice_s:
+                    due -= 1
+                stop = min(stop, max(due - 1, k + 1))
         return max(stop, k + 1)
 
     def _first_tick_seeing_more(self, k: int, stop: int, limit: float) -> int:
@@ -443,7 +466,8 @@ class Simulation:
             vms_ready=counts[VMState.READY], vms_booting=counts[VMState.BOOTING],
             vms_draining=counts[VMState.DRAINING],
             serverless_in_flight=self.pool.in_flight(now_s),
-            serverless_instances=self.pool.instances(now_s)))
+            serverless_instances=self.pool.instances(now_s),
+            vms_spot=self.fleet.spot_active))
 
     def _arrivals_in_last_tick(self, now_s: float) -> int:
         hi = min(math.floor(now_s + 1e-9), self.n_seconds)
@@ -452,6 +476,9 @@ class Simulation:
 
     def _apply(self, decision: Decision, now_s: float) -> None:
         target = decision.target_vms if decision.use_vms else 0
+        if self.spot is not None:
+            self._apply_mixed(decision, target, now_s)
+            return
         while self.fleet.active < target:
             self.env.process(self._boot(self.fleet.launch(now_s)))
         while self.fleet.active > target:
@@ -460,6 +487,86 @@ class Simulation:
                 self.env.process(self._drain(vm))
         if decision.serverless_warm:
             self.pool.keep_warm(now_s, decision.serverless_warm)
+
+    # -- spot capacity -------------------------------------------------------------------------
+    def _apply_mixed(self, decision: Decision, target: int, now_s: float) -> None:
+        """Move the fleet towards `target` VMs, `decision.on_demand_vms` of them on-demand (None:
+        all), make before break: VMs of the kind short are launched at once, VMs of the kind in
+        excess are cancelled while booting, and drained while ready only as far as the ready
+        VMs exceed the target (so changing the mix never lowers the ready capacity)."""
+        fleet = self.fleet
+        on_demand = target if decision.on_demand_vms is None else decision.on_demand_vms
+        if decision.hold and decision.on_demand_vms is None:  # keep the mix as it is
+            on_demand = min(target, fleet.active - fleet.spot_active)
+        want = {False: on_demand, True: target - on_demand}
+        for spot in (False, True):
+            have = fleet.spot_active if spot else fleet.active - fleet.spot_active
+            for _ in range(want[spot] - have):
+                self._launch(now_s, spot=spot)
+        for spot in (False, True):
+            excess = (fleet.spot_active if spot else fleet.active - fleet.spot_active) - want[spot]
+            while excess > 0:
+                booting = [vm for vm in fleet.in_service
+                           if vm.spot is spot and vm.state is VMState.BOOTING]
+                if not booting and fleet.counts[VMState.READY] <= target:
+                    break  # its replacement is not ready yet
+                vm = fleet.stop_one(now_s, spot=spot)
+                if vm is not None:
+                    self.env.process(self._drain(vm))
+                excess -= 1
+        if decision.serverless_warm:
+            self.pool.keep_warm(now_s, decision.serverless_warm)
+
+    def _launch(self, now_s: float, *, spot: bool) -> SimVM:
+        vm = self.fleet.launch(now_s, spot=spot)
+        if spot and self.spot is not None:
+            vm.interrupt_at_s = self.spot.draw_for(vm.vm_id, now_s)
+            if math.isfinite(vm.interrupt_at_s):
+                heapq.heappush(self._spot_due, (vm.interrupt_at_s, vm.vm_id))
+        self.env.process(self._boot(vm))
+        return vm
+
+    def _next_notice_s(self) -> float:
+        """When the next notice comes (inf: none due), from the rate or the file."""
+        assert self.spot is not None
+        due, vms = self._spot_due, self.fleet.vms
+        while due and not self._in_service(vms[due[0][1]]):
+            heapq.heappop(due)
+        first = due[0][0] if due else math.inf
+        return min(first, self.spot.next_file_time_s())
+
+    @staticmethod
+    def _in_service(vm: SimVM) -> bool:
+        return vm.state in (VMState.READY, VMState.BOOTING)
+
+    def _spot_notices(self, now_s: float) -> None:
+        """Deliver every notice due at or before this tick (see module docs)."""
+        assert self.spot is not None
+        due, vms = self._spot_due, self.fleet.vms
+        hit: list[tuple[SimVM, float]] = []
+        while due and due[0][0] <= now_s:
+            at_s, vm_id = heapq.heappop(due)
+            if self._in_service(vms[vm_id]):
+                hit.append((vms[vm_id], at_s))
+        for at_s in self.spot.take_file_times(now_s):
+            vm = self.fleet.spot_to_interrupt()
+            if vm is None:
+                self.spot_missed += 1
+                continue
+            self.fleet.notice(vm, now_s)  # out of service, so the next time hits another VM
+            hit.append((vm, at_s))
+        for vm, at_s in hit:
+            if vm.noticed_at_s is None:
+                self.fleet.notice(vm, now_s)
+            self.env.process(self._reclaim(vm, at_s + self.cfg.spot.notice_s))
+            self._launch(now_s, spot=vm.spot)  # capacity rebalancing: a replacement at once
+
+    def _reclaim(self, vm: SimVM, at_s: float) -> Generator[simpy.Event, Any, None]:
+        """AWS reclaims a noticed spot VM at the notice's end; it is billed until then. Its
+        queue is finished by then: the notice (120 s) outlasts `vm.queue_timeout_s` (30 s)."""
+        if at_s > self.env.now:
+            yield self.env.timeout(at_s - self.env.now)
+        self.fleet.terminate(vm, max(at_s, self.env.now))
 
     def _boot(self, vm: SimVM) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(vm.ready_at_s - self.env.now)

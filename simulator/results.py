@@ -38,6 +38,9 @@ class PolicyResult:
     serverless_warm_invocations: int = 0
     slo: float | None = None  # the stated SLO the run is judged against (None: none stated)
     sla_penalty_usd: float = 0.0  # $ per late or dropped request
+    spot_vm_cost_usd: float = 0.0  # of vm_cost_usd, what spot VMs cost
+    spot_share_pct: float = 0.0  # of billed VM-seconds, spot ones
+    spot_interruptions: int = 0  # spot notices received
 
     @property
     def slo_met(self) -> bool | None:
@@ -81,6 +84,10 @@ class PolicyResult:
             "slo_met": self.slo_met,
             "sla_penalty_usd": self.sla_penalty_usd,
             "cost_with_penalties_usd": self.cost_with_penalties_usd,
+            "on_demand_vm_cost_usd": self.vm_cost_usd - self.spot_vm_cost_usd,
+            "spot_vm_cost_usd": self.spot_vm_cost_usd,
+            "spot_share_pct": self.spot_share_pct,
+            "spot_interruptions": self.spot_interruptions,
         }
 
 
@@ -93,6 +100,7 @@ def summarise(name: str, sim: Simulation, *, trace: str = "", preset: str = "") 
     violations = rec.late + dropped
     p50, p95, p99 = rec.percentiles_s((50.0, 95.0, 99.0))
     vm_cost, vm_s = sim.fleet.cost_usd(sim.duration_s)
+    spot_cost, spot_s = sim.fleet.cost_by_kind_usd(sim.duration_s)["spot"]
     sls_cost = sim.pool.cost_usd()
     return PolicyResult(
         policy=name,
@@ -118,4 +126,7 @@ def summarise(name: str, sim: Simulation, *, trace: str = "", preset: str = "") 
         serverless_warm_invocations=sim.pool.warm_invocations,
         slo=sim.cfg.slo,
         sla_penalty_usd=sim.cfg.sla_penalty_usd,
+        spot_vm_cost_usd=spot_cost,
+        spot_share_pct=100.0 * spot_s / vm_s if vm_s else 0.0,
+        spot_interruptions=sim.fleet.interruptions,
     )

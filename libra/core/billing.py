@@ -22,10 +22,16 @@ def vm_billed_s(launched_s: float, stopped_s: float, vm: VMConfig) -> float:
 
 
 def vm_fleet_cost_usd(lives: Iterable[tuple[float, float | None]], now_s: float,
-                      vm: VMConfig) -> tuple[float, float]:
-    """(cost, billed VM-s) of VMs given as (launched_s, stopped_s or None if running)."""
+                      vm: VMConfig, *, price_per_s_usd: float | None = None
+                      ) -> tuple[float, float]:
+    """(cost, billed VM-s) of VMs given as (launched_s, stopped_s or None if running).
+
+    `price_per_s_usd` prices them otherwise than on-demand: spot instances are billed like
+    on-demand ones (per second from launch to stop, EC2's minimum; an instance AWS reclaims is
+    billed until it is reclaimed), at the spot price (`SpotConfig.price_per_s_usd`)."""
     billed = sum(vm_billed_s(start, now_s if stop is None else stop, vm) for start, stop in lives)
-    return billed * vm.price_per_s_usd, billed
+    price = vm.price_per_s_usd if price_per_s_usd is None else price_per_s_usd
+    return billed * price, billed
 
 
 def granules(duration_s: float, fn: ServerlessConfig) -> int:

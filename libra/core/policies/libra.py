@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from libra.core.policies import slo as slo_steps
+from libra.core.policies import spot_split
 from libra.core.policies.base import Decision, Observation, Quiet
 from libra.core.policies.steps import break_even_rps, clamp, largest_count, vms_paying_off
 
@@ -83,6 +84,8 @@ class Libra:
     _bounds: dict[tuple[object, ...], int] = field(default_factory=dict, init=False, repr=False)
     _floats: dict[tuple[object, ...], float] = field(default_factory=dict, init=False,
                                                      repr=False)
+    # (target, on-demand VMs of it) as last split (spot_split.py)
+    _split: tuple[int, int | None] = field(default=(-1, None), init=False, repr=False)
     _quantiles: dict[tuple[float, float, float], int] = field(default_factory=dict, init=False,
                                                               repr=False)
 
@@ -97,6 +100,7 @@ class Libra:
 
     # -- the decision ------------------------------------------------------------------------
     def decide(self, obs: Observation) -> Decision:
+        priced, obs = obs, spot_split.sized_with_spot(obs)  # spot: VMs sized at its price
         warm = self._warm_target(obs)
         if not obs.arrivals_per_s:
             return Decision.hold_fleet(obs.vms_active, "no samples yet", serverless_warm=warm)
@@ -128,12 +132,24 @@ class Libra:
             spill_to_serverless=True,
             serverless_warm=warm,
             signals={**self._signals, "serverless_warm": float(warm)},
+            on_demand_vms=self._on_demand(priced),
         )
+
+    def _on_demand(self, obs: Observation) -> int | None:
+        """Of the target, the on-demand VMs (the rest spot; `spot_split.py`), split again only
+        when the fleet is resized, so a quiet spell keeps it."""
+        if not spot_split.spot_offered(obs):
+            return None
+        if self._target != self._split[0] or self._last_decide_s == obs.now_s:
+            self._split = (self._target, spot_split.on_demand_vms(
+                obs, self._target, self._planning_window(obs)))
+        return self._split[1]
 
     def quiet_until(self, obs: Observation, decision: Decision) -> Quiet | None:
         """Between intervals, within the minute, while the warm pool and (at 0 VMs) the
         cold-start branch cannot change: see `Quiet`. Each bound below is the largest
         per-second count for which this policy's own arithmetic keeps the decision."""
+        obs = spot_split.sized_with_spot(obs)
         if self._last_decide_s is None or not obs.arrivals_per_s or obs.vms_booting or \
                 obs.vms_draining or obs.vms_ready != self._target or \
                 decision.target_vms != self._target:
