@@ -161,6 +161,18 @@ def _check_output(path: Path | None, option: str, *, image: bool = False) -> Non
 @click.option("--sla-penalty", type=str, default=None, metavar="USD",
               help="$ per late or dropped request (the config's `sla_penalty_usd`): reports add "
               "the cost including penalties")
+@click.option("--spot/--no-spot", default=None,
+              help="offer spot VMs (the config's `spot.enabled`): policies that use them (libra, "
+              "libra-forecast) split their fleet into an on-demand base and spot above it "
+              "[default: the config's, off]")
+@click.option("--spot-price", type=str, default=None, metavar="USD_PER_HOUR",
+              help="spot price of the VM type (`spot.price_per_hour_usd`)")
+@click.option("--spot-interruptions-per-day", type=str, default=None, metavar="RATE",
+              help="spot interruptions per instance-day, e.g. 0.05 for 5% "
+              "(`spot.interruptions_per_instance_hour` x 24)")
+@click.option("--spot-interruptions-file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="interrupt spot VMs at these times (s, one a line; a time "
+                                 "repeated interrupts several VMs) instead of at the rate")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the table")
 @click.option("--csv", "as_csv", is_flag=True, help="print CSV instead of the table")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -183,7 +195,9 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str
          app: str | None, top: int | None, scale: float, start_s: float, end_s: float | None,
          spread: str | None, epoch_s: float | None, seed: int, policies: str, preset: str | None,
          profile_name: str | None, config_path: Path | None, overrides: tuple[str, ...],
-         slo: str | None, sla_penalty: str | None, as_json: bool, as_csv: bool,
+         slo: str | None, sla_penalty: str | None, spot: bool | None, spot_price: str | None,
+         spot_interruptions_per_day: str | None, spot_interruptions_file: Path | None,
+         as_json: bool, as_csv: bool,
          plot: Path | None, decisions: Path | None, timeline: Path | None, workers: str,
          mode: str, progress: bool | None) -> None:
     """Replay a request trace through the scaling policies and compare SLA violations and cost.
@@ -219,7 +233,9 @@ def main(ctx: click.Context, traces: tuple[Path, ...], fmt: str, time_field: str
         profile = load_profile(profile_name) if profile_name is not None else None
     except ProfileError as exc:
         raise click.BadParameter(str(exc), param_hint="--profile") from None
-    overrides = (*overrides, *_slo_overrides(slo, sla_penalty))
+    overrides = (*overrides, *_slo_overrides(slo, sla_penalty),
+                 *_spot_overrides(spot, spot_price, spot_interruptions_per_day,
+                                  spot_interruptions_file))
     cfg, params = load_config(config_path, overrides, chosen, profile)
     cfg = cfg.model_copy(update={"seed": seed}) if seed != cfg.seed else cfg
     if spread is None:
@@ -305,6 +321,35 @@ def _slo_overrides(slo: str | None, penalty: str | None) -> tuple[str, ...]:
             raise click.BadParameter(f"{penalty!r} is not a dollar amount >= 0",
                                      param_hint="--sla-penalty")
         out.append(f"sla_penalty_usd={cost!r}")
+    return tuple(out)
+
+
+def _spot_overrides(spot: bool | None, price: str | None, per_day: str | None,
+                    file: Path | None) -> tuple[str, ...]:
+    """The `--spot*` options as config overrides (validated by the platform, as the same keys in
+    a config file are); an interruptions file is read here, so a bad line fails before any
+    replay, naming the file and line."""
+    out = [] if spot is None else [f"spot.enabled={json.dumps(spot)}"]
+    for text, option, key, factor in ((price, "--spot-price", "price_per_hour_usd", 1.0),
+                                      (per_day, "--spot-interruptions-per-day",
+                                       "interruptions_per_instance_hour", 1 / 24)):
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0.0):
+            raise click.BadParameter(f"{text!r} is not a number >= 0", param_hint=option)
+        out.append(f"spot.{key}={value * factor!r}")
+    if file is not None:
+        from simulator.spot import read_interruptions
+
+        try:
+            read_interruptions(file)
+        except TraceFormatError as exc:
+            raise click.ClickException(str(exc)) from None
+        out.append(f"spot.interruptions_file={json.dumps(str(file))}")
     return tuple(out)
 
 
