@@ -212,10 +212,10 @@ class Gate:
                                 f"s ({self.decode.held} jobs ahead), past the "
                                 f"{self.sla_budget_s:.2f} s SLA budget", wait_s)
 
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[Ticket]:
-        """Let one request in for the `with` block (reading its body), or raise `ShedError` at
-        once; `Ticket.work()` when the body is in."""
+    def enter(self) -> Ticket:
+        """Let one request in (to read its body), or raise `ShedError` at once; the caller
+        must `leave()` the ticket when the request is answered. `Ticket.work()` when the body
+        is in."""
         budget = self.budget()
         self._check_work()
         if self.reading >= self.max_reading:
@@ -224,6 +224,12 @@ class Gate:
                             f"max_admitted_requests)", self.sla_budget_s)
         ticket = Ticket(self, budget)
         self.reading += 1
+        return ticket
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Ticket]:
+        """`enter()` for the `with` block."""
+        ticket = self.enter()
         try:
             yield ticket
         finally:

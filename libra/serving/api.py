@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ from libra.runtime.signals import SignalWarning, drop_missing_signals, refusal_c
 from libra.serving.admission import DOOR_REASONS, ShedError, Ticket
 from libra.serving.backends.serverless import ServerlessError
 from libra.serving.bodies import BodyError, decode_base64, parse_json, scrub_paths
+from libra.serving.door import FrontDoor, door_ticket
+from libra.serving.health import HealthServer
 from libra.serving.logs import RateLimitedLog
 from libra.serving.oip import (
     MODEL_NAME,
@@ -64,6 +67,12 @@ counts let through, so it means a file costlier per pixel than camera video; doc
 INLINE_JSON_BYTES = 64 * 1024
 """JSON bodies up to this are parsed on the event loop; larger ones (base64 media: 25 MiB takes
 0.1-0.5 s) in the decode pool, so the loop keeps answering."""
+INLINE_TEXT_CHARS = 256
+"""A text-only request this short is tokenized on the event loop (about 60 us), not in the
+decode pool: a hop to a pool thread and back costs more than the work (a queue put, a thread
+wake-up, two GIL hand-overs, and on a busy machine a wait for a core), and it was the largest
+part of the router's added latency (docs/benchmarks.md). Longer text and all media go to the
+pool, whose backlog admission sees."""
 
 
 class PredictJSON(BaseModel):
@@ -145,8 +154,10 @@ def error_response(status: int, code: str, message: str, request_id: str) -> JSO
     return response
 
 
-def create_app(service: Service | None = None, *, settings: Any = None) -> FastAPI:
-    """The app; `service` is built from `settings` (or the environment) at startup if not given."""
+def create_app(service: Service | None = None, *, settings: Any = None,
+               health: HealthServer | None = None) -> FastAPI:
+    """The app; `service` is built from `settings` (or the environment) at startup if not given.
+    `health`: the health port (`libra.serving.health`), served from startup to shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,10 +166,21 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
         svc = service or Service(settings or Settings.from_env())
         app.state.service = svc
         await svc.start()
+        # everything loaded so far (FastAPI, pydantic, numpy, the tokenizer, the policy: about
+        # 140,000 objects) lives as long as the process: out of the collector's sight, a full
+        # collection scans only what requests made, not 100-400 ms of startup objects
+        gc.collect()
+        gc.freeze()
+        if health is not None:
+            health.start(asyncio.get_running_loop(), svc.not_ready)
         try:
             yield
         finally:
-            await svc.stop()
+            try:
+                await svc.stop()
+            finally:
+                if health is not None:
+                    health.stop()
 
     app = FastAPI(title="Libra", version="0.1.0", lifespan=lifespan,
                   description="Multimodal emotion recognition served on GPU VMs and serverless "
@@ -172,15 +194,9 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
                       "video": {"type": "string", "format": "binary"},
                       "text": {"type": "string"}}}}}}})
     async def predict(request: Request) -> Response:
-        svc: Service = app.state.service
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        try:
-            with svc.gate.admit() as ticket:
-                return await answer(svc, request, request_id, ticket)
-        except ShedError as exc:
-            if exc.reason in DOOR_REASONS:
-                svc.monitor.record()  # refused unread, but demand the policy must see
-            return shed_response(svc, exc, request_id)
+        # the front door serves POST /predict itself (below); this route documents it and
+        # serves an app built without the door
+        return await predict_response(app.state.service, request)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -236,9 +252,38 @@ def create_app(service: Service | None = None, *, settings: Any = None) -> FastA
     from libra.serving.auth import install_auth
     from libra.serving.settings import Settings
 
+    # innermost first: the front door (healthz and overload refusals before any route), then
+    # the API-key gate, then the request id (outermost, so every refusal carries it)
+    app.add_middleware(FrontDoor, service=lambda: getattr(app.state, "service", None),
+                       admit_paths=frozenset({"/predict", f"/v2/models/{MODEL_NAME}/infer"}),
+                       fast_paths={"/predict": predict_response})
     install_auth(app, settings or (service.settings if service else Settings.from_env()))
-    app.add_middleware(RequestIdMiddleware)  # last: outermost, so the gate's refusals carry it
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def predict_response(svc: Service, request: Request) -> Response:
+    """`POST /predict`: admitted (by the front door, or here), then answered or refused."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    try:
+        with admitted(request, svc) as ticket:
+            return await answer(svc, request, request_id, ticket)
+    except ShedError as exc:
+        if exc.reason in DOOR_REASONS:
+            svc.monitor.record()  # refused unread, but demand the policy must see
+        return shed_response(svc, exc, request_id)
+
+
+@contextlib.contextmanager
+def admitted(request: Request, svc: Service) -> Iterator[Ticket]:
+    """The ticket the front door admitted this request with (`libra.serving.door`), or one
+    from the gate here (an app without the door); `ShedError` if the gate refuses."""
+    ticket = door_ticket(request.scope.get("state", {}))
+    if ticket is not None:
+        yield ticket
+        return
+    with svc.gate.admit() as ticket:
+        yield ticket
 
 
 def add_oip_routes(app: FastAPI) -> None:
@@ -289,7 +334,7 @@ def add_oip_routes(app: FastAPI) -> None:
         svc = service_of()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            with svc.gate.admit() as ticket:
+            with admitted(request, svc) as ticket:
                 return await answer(svc, request, request_id, ticket, read=read_infer_request,
                                     render=lambda p: infer_response(
                                         p, oip_id=request.state.oip_id,
@@ -506,8 +551,12 @@ async def build_input(svc: Service, text: str | None, audio: bytes | None, video
         return ModelInput(audio=a, video=v, text=tokens), (None if v is None else v.face_found)
 
     try:
-        row, face_found = await asyncio.get_running_loop().run_in_executor(svc.decode_pool,
-                                                                          decode)
+        if audio is None and video is None and text is not None \
+                and len(text) <= INLINE_TEXT_CHARS:
+            row, face_found = decode()
+        else:
+            row, face_found = await asyncio.get_running_loop().run_in_executor(
+                svc.decode_pool, decode)
     except MediaDecodeError as exc:
         status = STATUS_OF_CODE.get(exc.code, 422)
         raise ApiError(status, f"{exc.modality}_{exc.code}", str(exc)) from None

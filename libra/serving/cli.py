@@ -38,6 +38,9 @@ log = logging.getLogger("libra.serving.cli")
 @click.version_option(package_name="libra-serve", prog_name="libra-serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--health-port", type=int, default=None, help="also answer /healthz and /readyz "
+              "on this port, from a thread of their own, so probes never wait behind requests "
+              "(point load-balancer and orchestrator probes here) [$LIBRA_HEALTH_PORT]")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="`libra-model build` output [artifacts/onnx]")
 @click.option("--policy", default=None, help="libra (default), vm-static, vm-reactive, "
@@ -140,8 +143,19 @@ def main(ctx: click.Context, host: str, port: int, allow_unauthenticated: bool,
     # only at debug (one line per request costs the fast path, and /metrics counts requests)
     from libra.serving.protocol import uvicorn_http
 
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_config=None,
-                log_level=settings.log_level, access_log=settings.log_level == "debug",
+    health = None
+    if settings.health_port is not None:
+        from libra.serving.health import HealthServer
+
+        try:
+            health = HealthServer(host, settings.health_port)
+        except OSError as exc:
+            raise click.UsageError(f"cannot open the health port {host}:"
+                                   f"{settings.health_port}: {exc.strerror or exc}") from None
+        log.info("health probes on http://%s:%d/healthz and /readyz", host, health.port)
+    uvicorn.run(create_app(settings=settings, health=health), host=host, port=port,
+                log_config=None, log_level=settings.log_level,
+                access_log=settings.log_level == "debug",
                 timeout_graceful_shutdown=30, http=uvicorn_http(settings.header_timeout_s))
 
 

@@ -70,6 +70,11 @@ class RouterConfig:
     """Prior of what a cold start adds to a call, until cold calls are measured."""
     forget_s: float = 10.0
     """A worker's measured time older than this, with nothing in flight, reverts to the prior."""
+    queue_past_sla: bool = False
+    """Without spilling, let a request that cannot start inside its SLA budget queue for a VM
+    up to the hard deadline and `vm_queue_timeout_s` (the simulator's rule). Off: it is
+    refused at once (503 `over_capacity`), so the requests let in are answered in time; an
+    answer that late would break the SLA anyway (issue 15)."""
 
     @classmethod
     def from_platform(cls, platform: Platform, *, request_timeout_s: float | None = None
@@ -201,8 +206,10 @@ class Router:
             quota_left=self.quota.left(now, self.decision.vm_quota_rps) if best else False,
             spill_to_serverless=self.decision.spill_to_serverless,
             use_vms=self.decision.use_vms,
-            # past its hard deadline nobody answers a request, however long it may queue
-            queue_timeout_s=max(0.0, min(self.config.vm_queue_timeout_s, budget.left_s(now))),
+            # past its hard deadline nobody answers a request; without `queue_past_sla` one
+            # that cannot start inside its SLA budget is refused now (RouterConfig)
+            queue_timeout_s=max(0.0, min(self.config.vm_queue_timeout_s, budget.left_s(now)
+                                         if self.config.queue_past_sla else sla_left_s)),
             quota_by_count=self.decision.vm_quota_by_count)
         return route, best
 

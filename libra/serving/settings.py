@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     header_timeout_s: PositiveFloat = Field(
         10.0, description="a request's line and headers must arrive within this of the "
         "connection opening or the request starting, else the connection is closed (slowloris)")
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /healthz and /readyz on this port too, from a "
+        "thread of their own (libra.serving.health): probes never wait behind requests on the "
+        "event loop; point the load balancer's health check and the orchestrator's probes here")
     # overload and admission (libra.serving.admission, docs/serving.md "Overload and admission")
     max_admitted_requests: PositiveInt = Field(
         64, description="requests admitted at once per router (door to answer); past it 503 "

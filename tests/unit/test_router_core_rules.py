@@ -57,10 +57,25 @@ def test_the_unspent_fraction_carries_into_the_next_second() -> None:
 ])
 def test_a_vm_only_policy_queues_up_to_the_platforms_queue_timeout(
         queue_timeout_s: float, request_timeout_s: float, route: str) -> None:
+    """The simulator's rule, kept with `queue_past_sla`."""
     r = router(Decision(1, "VMs only", spill_to_serverless=False),
                RouterConfig(vm_service_s=0.1, vm_queue_timeout_s=queue_timeout_s,
-                            request_timeout_s=request_timeout_s))
+                            request_timeout_s=request_timeout_s, queue_past_sla=True))
     r.in_flight["w1"] = 25  # 2.5 s of queue ahead: past the 0.9 s SLA budget
+    assert r.pick()[0].name == route
+
+
+@pytest.mark.parametrize(("ahead", "route"), [
+    (5, "VM"),  # 0.55 s of queue + 0.11 s: inside the 0.9 s budget
+    (8, "VM"),  # starts at 0.88 s, inside the budget (answered a little late)
+    (9, "DROP"),  # 0.99 s of queue: cannot start in the budget, refused though 2 s are left
+    (25, "DROP"),
+])
+def test_by_default_a_vm_only_policy_refuses_what_cannot_start_inside_the_sla(
+        ahead: int, route: str) -> None:
+    r = router(Decision(1, "VMs only", spill_to_serverless=False),
+               RouterConfig(vm_service_s=0.11, vm_queue_timeout_s=30.0, request_timeout_s=2.0))
+    r.in_flight["w1"] = ahead
     assert r.pick()[0].name == route
 
 
