@@ -93,8 +93,10 @@ data "aws_iam_policy_document" "router_calls" {
   }
 
   statement {
-    sid       = "DriveFleet"
-    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:SetInstanceProtection"]
+    sid = "DriveFleet"
+    # UpdateAutoScalingGroup: the on-demand base with the desired capacity (spot). It cannot
+    # swap the launch template: that would also need ec2:RunInstances and iam:PassRole.
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:SetInstanceProtection", "autoscaling:UpdateAutoScalingGroup"]
     resources = [aws_autoscaling_group.workers.arn]
   }
 
@@ -127,6 +129,8 @@ locals {
     LIBRA_VM__CONCURRENCY                 = var.worker_max_batch_size
     LIBRA_VM__SERVICE_TIME_MEAN_S         = var.worker_service_s
     LIBRA_VM__PRICE_PER_HOUR_USD          = var.worker_price_per_hour_usd
+    LIBRA_SPOT__ENABLED                   = var.worker_spot_enabled
+    LIBRA_SPOT__PRICE_PER_HOUR_USD        = var.worker_spot_price_per_hour_usd
     LIBRA_SERVERLESS_DRIVER               = "aws"
     LIBRA_LAMBDA_FUNCTION                 = aws_lambda_function.infer.function_name
     LIBRA_SERVERLESS__MEMORY_MB           = var.lambda_memory_mb

@@ -253,8 +253,14 @@ variable "worker_extra_instance_types" {
   default     = []
 }
 
+variable "worker_spot_enabled" {
+  description = "Spot workers (LIBRA_SPOT__ENABLED): the controller sets the group's on-demand base from the policy's decision (its on_demand_vms; all on-demand when the policy says nothing of spot) and every worker above the base is spot; workers drain on an interruption notice (docs/serving.md, Spot capacity). false (default, as the platform's profile: spot is opt-in): every worker on-demand, and Libra never touches the group's instances distribution."
+  type        = bool
+  default     = false
+}
+
 variable "worker_on_demand_base" {
-  description = "Workers that are always on-demand: the group's first N instances (mixed-instances on_demand_base_capacity). Above it, worker_on_demand_percent_above_base decides."
+  description = "The group's on-demand base at creation (mixed-instances on_demand_base_capacity): its first N workers are on-demand. With worker_spot_enabled the controller owns it afterwards (Terraform ignores later changes, as it does desired_capacity); without spot every worker is on-demand whatever it says."
   type        = number
   default     = 1
 
@@ -264,15 +270,32 @@ variable "worker_on_demand_base" {
   }
 }
 
-variable "worker_on_demand_percent_above_base" {
-  description = "Percent of the workers above worker_on_demand_base that are on-demand; the rest are spot (price-capacity-optimized, capacity rebalancing on). 0 (default): every worker above the base is spot."
-  type        = number
-  default     = 0
+variable "worker_spot_allocation_strategy" {
+  description = "How the group picks spot pools among worker_instance_type and worker_extra_instance_types. price-capacity-optimized (default, AWS's recommendation) weighs price against the pools' spare capacity, so fewer interruptions than lowest-price."
+  type        = string
+  default     = "price-capacity-optimized"
 
   validation {
-    condition     = var.worker_on_demand_percent_above_base >= 0 && var.worker_on_demand_percent_above_base <= 100
-    error_message = "worker_on_demand_percent_above_base must be 0 to 100."
+    condition     = contains(["price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized", "lowest-price"], var.worker_spot_allocation_strategy)
+    error_message = "worker_spot_allocation_strategy must be price-capacity-optimized, capacity-optimized, capacity-optimized-prioritized or lowest-price."
   }
+}
+
+variable "worker_spot_max_price" {
+  description = "Highest price per instance-hour (USD, as a string, e.g. \"0.30\") the group bids for a spot worker. null (default): the on-demand price, AWS's recommendation (a lower cap adds interruptions when the price rises, and saves nothing below it)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.worker_spot_max_price == null || can(regex("^[0-9]+(\\.[0-9]+)?$", coalesce(var.worker_spot_max_price, "0")))
+    error_message = "worker_spot_max_price must be null or a price in USD such as \"0.30\"."
+  }
+}
+
+variable "worker_spot_price_per_hour_usd" {
+  description = "What a spot worker costs per hour in region, for the policy's cost model and the cost meter (LIBRA_SPOT__PRICE_PER_HOUR_USD). 0.2104 is the platform profile's g4dn.xlarge figure; spot prices move, so check the region's spot price history."
+  type        = number
+  default     = 0.2104
 }
 
 variable "worker_health_grace_s" {

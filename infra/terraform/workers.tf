@@ -12,10 +12,16 @@
 # after worker_health_grace_s, a worker that stops answering (a crashed container, a wedged
 # GPU) is marked unhealthy and replaced, instead of being billed while it serves nothing.
 #
-# Capacity: a mixed-instances policy. The first worker_on_demand_base workers are on-demand,
-# those above are spot (worker_on_demand_percent_above_base), with capacity rebalancing: on a
-# rebalance recommendation the group launches a replacement first and then terminates the
-# at-risk instance through the same drain hook as a scale-in.
+# Capacity: a mixed-instances policy over worker_instance_type and worker_extra_instance_types,
+# with capacity rebalancing: on a rebalance recommendation the group launches a replacement
+# first and then terminates the at-risk instance through the same drain hook as a scale-in.
+# With worker_spot_enabled the first N workers are on-demand and every one above is spot
+# (worker_spot_allocation_strategy, worker_spot_max_price), and N is the controller's: it sets
+# the on-demand base from each decision (update_auto_scaling_group), as it sets the desired
+# capacity, so Terraform sets worker_on_demand_base at creation only. Each worker watches the
+# instance metadata (--spot-watch) and drains on an interruption notice; the group replaces the
+# instance. Without spot every worker is on-demand (100 % above the base) and the controller
+# never touches the distribution.
 #
 # Scale-in protection matches the provisioner: instances launch unprotected, and before each
 # scale-in the provisioner protects the ones with requests in flight and unprotects the others,
@@ -227,9 +233,10 @@ resource "aws_autoscaling_group" "workers" {
 
   mixed_instances_policy {
     instances_distribution {
-      on_demand_base_capacity                  = var.worker_on_demand_base
-      on_demand_percentage_above_base_capacity = var.worker_on_demand_percent_above_base
-      spot_allocation_strategy                 = "price-capacity-optimized"
+      on_demand_base_capacity                  = var.worker_on_demand_base # at creation only with spot: then the controller owns it
+      on_demand_percentage_above_base_capacity = var.worker_spot_enabled ? 0 : 100
+      spot_allocation_strategy                 = var.worker_spot_allocation_strategy
+      spot_max_price                           = var.worker_spot_max_price
     }
 
     launch_template {
@@ -279,7 +286,10 @@ resource "aws_autoscaling_group" "workers" {
   }
 
   lifecycle {
-    ignore_changes = [desired_capacity]
+    ignore_changes = [
+      desired_capacity,
+      mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity,
+    ]
 
     precondition {
       condition     = var.worker_min <= var.worker_max && var.worker_initial <= var.worker_max

@@ -625,9 +625,12 @@ def test_worker_group_is_judged_by_the_workers_readyz_and_mixes_spot() -> None:
     (policy,) = asg["mixed_instances_policy"]
     (distribution,) = policy["instances_distribution"]
     assert distribution["on_demand_base_capacity"] == "${var.worker_on_demand_base}"
+    # spot on: every worker above the base is spot, the base the controller's (issue 18)
     assert distribution["on_demand_percentage_above_base_capacity"] == \
-        "${var.worker_on_demand_percent_above_base}"
-    assert blocks("variable")["worker_on_demand_percent_above_base"]["default"] == 0
+        "${var.worker_spot_enabled ? 0 : 100}"
+    assert blocks("variable")["worker_spot_enabled"]["default"] is False  # opt-in, as the profile
+    assert "${mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity}" in \
+        asg["lifecycle"][0]["ignore_changes"]
     assert asg["capacity_rebalance"] is True
 
 

@@ -218,8 +218,8 @@ run "default_public_tier" {
     error_message = "no client can reach a worker through the ALB's health-check listener"
   }
   assert {
-    condition     = aws_autoscaling_group.workers.capacity_rebalance == true && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity == 1 && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 0
-    error_message = "mixed instances: one on-demand worker, spot above it, capacity rebalancing on"
+    condition     = aws_autoscaling_group.workers.capacity_rebalance == true && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity == 1 && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 100
+    error_message = "mixed instances, capacity rebalancing on; spot is opt-in: every worker on-demand by default"
   }
   assert {
     condition     = length(aws_default_security_group.this) == 1 && length(aws_default_security_group.this[0].ingress) == 0 && length(aws_default_security_group.this[0].egress) == 0
@@ -430,9 +430,12 @@ run "spot_and_on_demand_mix_and_extra_types" {
   command = apply
 
   variables {
-    worker_on_demand_base               = 0
-    worker_on_demand_percent_above_base = 50
-    worker_extra_instance_types         = ["g5.xlarge", "g4dn.xlarge"]
+    worker_spot_enabled             = true
+    worker_on_demand_base           = 0
+    worker_spot_allocation_strategy = "capacity-optimized"
+    worker_spot_max_price           = "0.30"
+    worker_spot_price_per_hour_usd  = 0.19
+    worker_extra_instance_types     = ["g5.xlarge", "g4dn.xlarge"]
   }
 
   assert {
@@ -440,9 +443,27 @@ run "spot_and_on_demand_mix_and_extra_types" {
     error_message = "overrides: worker_instance_type first, extra types after, no duplicates"
   }
   assert {
-    condition     = aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity == 0 && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 50
-    error_message = "the on-demand base and share follow the variables"
+    condition     = aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_base_capacity == 1 && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 0
+    error_message = "with spot on every worker above the base is spot; the base stays as the group was created with (1, an earlier run): a later worker_on_demand_base is ignored, the controller owns it"
   }
+  assert {
+    condition     = aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].spot_allocation_strategy == "capacity-optimized" && aws_autoscaling_group.workers.mixed_instances_policy[0].instances_distribution[0].spot_max_price == "0.30" && aws_autoscaling_group.workers.capacity_rebalance == true
+    error_message = "the spot strategy and price cap follow the variables, rebalancing on"
+  }
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.router.container_definitions)[0].environment : e.name => e.value if startswith(e.name, "LIBRA_SPOT__") } == { LIBRA_SPOT__ENABLED = "true", LIBRA_SPOT__PRICE_PER_HOUR_USD = "0.19" }
+    error_message = "the router is told spot is on, and its price"
+  }
+}
+
+run "spot_allocation_strategy_is_checked" {
+  command = plan
+
+  variables {
+    worker_spot_allocation_strategy = "cheapest"
+  }
+
+  expect_failures = [var.worker_spot_allocation_strategy]
 }
 
 run "existing_vpc_without_subnets_is_flagged" {
