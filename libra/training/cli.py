@@ -321,6 +321,86 @@ def _eval_paired(name: str, data_dir: Path | None, cache_dir: Path | None, as_js
                + format_records(result["records"]))
 
 
+_RECIPE_OPTIONS = (
+    click.option("--neutral-cap", type=float, default=None,
+                 help="Neutral rows per corpus at most this x its largest emotion [default: "
+                 "the chosen recipe, libra/training/text_transfer.py]."),
+    click.option("--class-power", type=float, default=None,
+                 help="Class weight = share^-power (0: as found, 1: balanced)."),
+    click.option("--epochs", type=int, default=None),
+    click.option("--lr", type=float, default=None),
+    click.option("--seed", type=int, default=None),
+)
+
+
+def _recipe_options(command: _F) -> _F:
+    for option in reversed(_RECIPE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _recipe(opts: dict[str, Any]) -> Any:
+    from libra.training.text_transfer import CHOSEN, recipe_from
+
+    values = {k: opts.pop(k) for k in ("neutral_cap", "class_power", "epochs", "lr", "seed")}
+    return recipe_from(CHOSEN, {k: v for k, v in values.items() if v is not None})
+
+
+@main.command(name="text-transfer")
+@click.option("--head", "heads", type=click.Choice(
+    ["majority", "tfidf", "served-meld", "logreg", "drkf-text"]), multiple=True,
+    help="Heads to score (repeatable) [default: all five].")
+@click.option("--sweep", is_flag=True, help="Also score drkf-text under each recipe of the "
+              "sweep (text_transfer.SWEEP), to choose one by the leave-one-corpus-out mean.")
+@_recipe_options
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Checkpoint whose text path is retrained "
+              "[default: libra/training/weights/model.pt].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: docs/model-text-transfer.json in the checkout]")
+@needs(_TORCH_SIDE, "train,cpu")
+def text_transfer_cmd(heads: tuple[str, ...], sweep: bool, base: Path | None,
+                      data_dir: Path | None, out_json: Path | None, **opts: Any) -> None:
+    """Leave one text corpus out: train on four, test on the fifth, for every head."""
+    from libra.training.build import BUNDLE_DIR
+    from libra.training.paired_eval import REPO_ROOT
+    from libra.training.text_transfer import run_report
+
+    try:
+        report = run_report(heads or None, _recipe(opts), base or BUNDLE_DIR / "model.pt",
+                            sweep=sweep, root=data_dir, log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    path = out_json or REPO_ROOT / "docs" / "model-text-transfer.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    click.echo(report["table"])
+    click.echo(f"report: {path}")
+
+
+@main.command(name="train-text")
+@click.option("--name", default="drkf-text-transfer", show_default=True,
+              help="Run folder under artifacts/runs (what `export --bundle` takes).")
+@_recipe_options
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="[default: libra/training/weights/model.pt]")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@needs(_TORCH_SIDE, "train,cpu")
+def train_text_cmd(name: str, base: Path | None, data_dir: Path | None, **opts: Any) -> None:
+    """Retrain the text path of a checkpoint on the five text corpora (audio and face answers
+    stay bit for bit the same); write a run folder for `libra-model export --bundle`."""
+    from libra.training.build import BUNDLE_DIR
+    from libra.training.text_transfer import write_run
+    from libra.training.train import DEFAULT_RUNS_DIR
+
+    try:
+        run = write_run(base or BUNDLE_DIR / "model.pt", DEFAULT_RUNS_DIR / name, _recipe(opts),
+                        root=data_dir, log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run: {run}  (next: libra-model export {run} --bundle)")
+
+
 @main.command(name="export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
