@@ -127,7 +127,8 @@ class SpotConfig(Strict):
     price_per_hour_usd: PositiveFloat = Field(
         0.2104, description="spot price of the VM type (see the profile's source)")
     interruptions_per_instance_hour: float = Field(
-        0.05 / 24.0, ge=0, description="mean interruptions per spot instance-hour")
+        0.20 / 730.0, ge=0, description="mean interruptions per spot instance-hour (20% per "
+        "instance-month: the Spot Instance Advisor's worst band's edge; the profile's source)")
     notice_s: float = Field(120.0, ge=0, description="interruption notice before the instance "
                             "is reclaimed (AWS: two minutes)")
     interruptions_file: str | None = Field(
