@@ -43,6 +43,12 @@ rate can add within a boot), it launches the VMs at once instead of at the next 
 while the spill is at a new peak it starts the warm instances the rise will need a cold start
 from now. Burst VMs are sized again at the next interval like any other (break-even rule,
 billing minimum). Without an SLO none of this runs and the policy is as before.
+
+**Spot** (`Observation.spot_*`, `libra.core.policies.spot_split`): where the platform offers spot
+VMs, the fleet is sized at a spot VM's price including what its interruptions cost (the
+replacement billed during the notice, the spill while it boots), and at each resize
+`Decision.on_demand_vms` keeps an on-demand base below spot VMs (break-even per VM, the SLO's
+budget for interruption-late requests, a storm serverless can carry).
 """
 
 from __future__ import annotations
