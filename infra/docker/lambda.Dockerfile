@@ -15,9 +15,11 @@ ARG LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12
 
 # --- model: `libra-model build` from the bundled weights; torch stays in this stage.
 FROM ${PYTHON_IMAGE} AS model
+# where the CPU build of torch comes from (another index, or --find-links to a folder of wheels)
+ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # torch alone from PyTorch's CPU index; its dependencies come from PyPI below, pinned
-RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+RUN pip install --no-deps ${TORCH_SOURCE} torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md constraints/model.txt ./
 COPY libra libra

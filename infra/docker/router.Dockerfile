@@ -2,9 +2,10 @@
 # Libra router (libra-serve: API, router, controller). CPU only: it decodes the media and routes;
 # the model runs on the workers and in Lambda. Build from the repository root:
 #   docker build -f infra/docker/router.Dockerfile -t libra-router .
-# With no LIBRA_* settings it runs the embedded platform (local CPU workers and a local
-# serverless pool, INT8), a smoke test of the image:
-#   docker run -p 8000:8000 libra-router
+# With no other LIBRA_* settings it runs the embedded platform (local CPU workers and a local
+# serverless pool, INT8), a smoke test of the image. It serves 0.0.0.0 only with API keys:
+#   libra-serve keys new          # the key (for the client) and its entry
+#   docker run -p 8000:8000 -e LIBRA_API_KEYS='<entry>' libra-router
 # infra/terraform runs it with LIBRA_PROVISIONER=aws, LIBRA_SERVERLESS_DRIVER=aws and Redis.
 # Versions come from constraints/*.txt (constraints/compile.sh). With ONNX files built already,
 # skip the model stage (and torch): --build-context model=DIR, DIR holding opt/libra/onnx/
@@ -14,9 +15,11 @@ ARG PYTHON_IMAGE=python:3.12-slim
 
 # --- model: the manifest libra-serve reads, and the INT8 file its embedded mode runs
 FROM ${PYTHON_IMAGE} AS model
+# where the CPU build of torch comes from (another index, or --find-links to a folder of wheels)
+ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # torch alone from PyTorch's CPU index; its dependencies come from PyPI below, pinned
-RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+RUN pip install --no-deps ${TORCH_SOURCE} torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md constraints/model.txt ./
 COPY libra libra
