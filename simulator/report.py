@@ -33,13 +33,18 @@ _COLUMNS = (
 
 def _columns(results: Sequence[PolicyResult]) -> tuple[tuple[str, str, str], ...]:
     """The table's columns: with a stated SLO, whether each policy met it; with an SLA
-    penalty, the cost including penalties (the second view of cost)."""
+    penalty, the cost including penalties (the second view of cost); with spot VMs, their
+    share of VM-seconds, their cost and the interruptions."""
     extra: list[tuple[str, str, str]] = []
     stated = [r.slo for r in results if r.slo is not None]
     if stated:
         extra.append(("slo_met", f"SLO {stated[0]:.6g} met", "{}"))
     if any(r.sla_penalty_usd > 0 for r in results):
         extra.append(("cost_with_penalties_usd", "with penalties $", "{:.2f}"))
+    if any(r.spot_share_pct > 0 or r.spot_interruptions for r in results):  # spot offered
+        extra.extend((("spot_share_pct", "spot % VM-s", "{:.1f}"),
+                      ("spot_vm_cost_usd", "spot VM $", "{:.2f}"),
+                      ("spot_interruptions", "interruptions", "{:,}")))
     return (*_COLUMNS, *extra)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.tracegen import synthetic_step, write_per_second
-from tests.integration.test_cli import assert_user_error, by_policy, cli, run_json
+from tests.integration.test_cli import assert_user_error, by_policy, cli, ok, run_json
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +66,14 @@ def test_spot_replays_report_share_cost_and_interruptions(trace: Path, tmp_path:
     assert spot["mark"]["spot_share_pct"] == 0.0
     assert spot["mark"]["spot_interruptions"] == 0
     assert spot["mark"]["total_cost_usd"] == on_demand["mark"]["total_cost_usd"]
+
+
+def test_the_table_shows_spot_columns_only_with_spot(trace: Path, tmp_path: Path) -> None:
+    common = ("--trace", str(trace), "--policies", "libra", "--workers", "1", "--end-s", "600")
+    plain = ok(cli(*common)).stdout
+    assert "spot % VM-s" not in plain
+    spot = ok(cli(*common, "--spot")).stdout
+    header, _, row = spot.splitlines()[1:4]
+    assert "spot % VM-s" in header
+    assert "interruptions" in header
+    assert row.split()[0] == "libra"
