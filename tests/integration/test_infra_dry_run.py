@@ -93,7 +93,9 @@ def test_worker_group_uses_elb_health_and_mixed_instances(dry_run: str) -> None:
         "health check ELB (grace 600 s), target groups 1, capacity rebalance True"
     sent = readback(dry_run, "group libra-workers, CreateAutoScalingGroup sent:")
     assert "InstancesDistribution.OnDemandBaseCapacity=1" in sent
-    assert "InstancesDistribution.OnDemandPercentageAboveBaseCapacity=0" in sent
+    # spot is opt-in (worker_spot_enabled = false): every worker above the base on-demand too
+    assert "InstancesDistribution.OnDemandPercentageAboveBaseCapacity=100" in sent
+    assert "InstancesDistribution.SpotAllocationStrategy=price-capacity-optimized" in sent
     assert "LaunchTemplate.Overrides.member.1.InstanceType=g4dn.xlarge" in sent
 
 
