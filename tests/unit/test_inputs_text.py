@@ -345,3 +345,12 @@ def _raw() -> Tokenizer:
     raw = _CACHE["raw"]
     assert isinstance(raw, Tokenizer)
     return raw
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=200))
+@settings(max_examples=300)
+def test_the_ascii_shortcut_cleans_exactly_like_the_full_path(text: str) -> None:
+    """`clean_text` skips the mojibake, NFKC and control-character steps for printable ASCII
+    (every served request's text, usually): any ASCII, control characters included, comes out
+    as the full path makes it."""
+    assert clean_text(text) == text_module._clean_any_text(text)
