@@ -39,6 +39,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -67,8 +68,12 @@ from libra.serving.children import (
     die_with_parent,
 )
 from libra.serving.logs import RateLimitedLog, redact_url, setup_logging
+from libra.serving.state.registry import WorkerInfo
 
 log = logging.getLogger(__name__)
+
+_EARLY_NOTICE = threading.Event()
+"""SIGUSR1 before the app could take it (the model still loading): acted on once it can."""
 
 """Printed once with the port when the worker serves: `LIBRA_WORKER_READY port=8101 id=...`."""
 
@@ -113,7 +118,6 @@ class WorkerState:
         self.active = 0  # /infer requests inside the handler (decoding, queued or running)
         self.notice: Notice | None = None
         self.heartbeat: asyncio.Future[None] | None = None
-        self.drained = asyncio.Event()
         self.advertise_url = ""
 
 
@@ -161,9 +165,10 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
         watcher = (asyncio.ensure_future(watch(imds, on_notice, every_s=spot_poll_s))
                    if imds is not None else None)
         if notice_signal:
-            loop.add_signal_handler(signal.SIGUSR1, on_notice,
-                                    Notice("interruption", {"action": "terminate",
-                                                            "source": "SIGUSR1"}))
+            signalled = Notice("interruption", {"action": "terminate", "source": "SIGUSR1"})
+            loop.add_signal_handler(signal.SIGUSR1, on_notice, signalled)
+            if _EARLY_NOTICE.is_set():  # it came while the model loaded
+                on_notice(signalled)
         try:
             yield
         finally:
@@ -219,7 +224,9 @@ def create_app(model: Path, *, device: str = "auto", cpu_precision: str = "fp32"
         state: WorkerState | None = getattr(app.state, "worker", None)
         if state is None or not state.ready or state.draining:
             why = "draining" if state is not None and state.draining else "loading"
-            return JSONResponse({"ready": False, "why": why, "worker_id": wid}, status_code=503)
+            notice = None if state is None or state.notice is None else state.notice.when
+            return JSONResponse({"ready": False, "why": why, "worker_id": wid,
+                                 "spot_notice": notice}, status_code=503)
         return JSONResponse({"ready": True, "worker_id": wid, **describe(state)})
 
     @app.get("/stats")
@@ -382,13 +389,14 @@ async def drain(state: WorkerState, registry_url: str | None, metrics: WorkerMet
     while state.active > 0 or state.batcher.in_flight > 0:
         await asyncio.sleep(poll_s)
     if state.heartbeat is not None:
+        # a beat already in its thread may still land after the removal: it says draining, and
+        # expires with the entry's TTL
         state.heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await state.heartbeat
     if registry_url:
         await loop.run_in_executor(None, deregister, registry_url, state.worker_id)
     metrics.drains.inc()
-    state.drained.set()
     log.warning("%s drained %.1f s after the notice and left the registry; refusing work "
                 "until the instance is reclaimed", state.worker_id, time.monotonic() - started)
     print(f"{WORKER_DRAINED_LINE} id={state.worker_id}", flush=True)
@@ -402,9 +410,8 @@ def mark_draining(registry_url: str, state: WorkerState) -> None:
         RedisRegistry(registry_url).heartbeat(worker_info(state, state.advertise_url))
 
 
-def worker_info(state: WorkerState, url: str) -> Any:
-    from libra.serving.state.registry import WorkerInfo
-
+def worker_info(state: WorkerState, url: str) -> WorkerInfo:
+    """This worker's registry entry, marked draining once it is."""
     return WorkerInfo(state.worker_id, url, describe(state)["device"],
                       state.batcher.max_batch_size, draining=state.draining)
 
@@ -513,6 +520,8 @@ def main(**opts: Any) -> None:
     # uvicorn restores these handlers after its graceful shutdown and re-raises the signal it
     # caught: a no-op SIGTERM handler makes a completed drain exit 0 rather than die by signal
     signal.signal(signal.SIGTERM, lambda *_: None)
+    # SIGUSR1's default would kill the worker: until the app takes it, remember it
+    signal.signal(signal.SIGUSR1, lambda *_: _EARLY_NOTICE.set())
     asyncio.run(run())
 
 

@@ -104,8 +104,12 @@ def test_the_on_demand_base_follows_the_decision_and_is_set_only_when_it_changes
         stub.add_response("describe_auto_scaling_groups", group(4, [], base=2))
         stub.add_response("update_auto_scaling_group", {}, update(3, 0))
         p.set_target(3, on_demand_vms=0)
+        # no VM at all: nothing to mix, the base is left as it is
+        stub.add_response("describe_auto_scaling_groups", group(3, [], base=0))
+        stub.add_response("set_desired_capacity", {}, set_desired(0))
+        p.set_target(0)
         stub.assert_no_pending_responses()
-    assert (p.desired, p.on_demand_base, p.fleet_errors) == (3, 0, 0)
+    assert (p.desired, p.on_demand_base, p.fleet_errors) == (0, 0, 0)
 
 
 def test_no_on_demand_part_means_all_on_demand_and_the_base_is_clamped(client) -> None:  # type: ignore[no-untyped-def]

@@ -176,7 +176,7 @@ def test_the_on_demand_part_goes_to_the_fleet_and_draining_vms_are_not_capacity(
     policy.decision = Decision(0, "serverless only", use_vms=False)
     ctl.tick()
     assert fleet.targets == [3, 2, 0]
-    assert fleet.on_demand == [1, None, 0]
+    assert fleet.on_demand == [1, None, None]
     obs = policy.seen[-1]
     assert (obs.vms_ready, obs.vms_draining, obs.vms_booting) == (1, 1, 1)
 

@@ -104,7 +104,7 @@ class Controller:
                 self.provisioner.set_target(decision.target_vms,
                                             on_demand_vms=decision.on_demand_vms)
             else:
-                self.provisioner.set_target(0, on_demand_vms=0)
+                self.provisioner.set_target(0)
         self.router.decision = decision
         self.last_decision, self.last_observation = decision, obs
         self.ticks += 1

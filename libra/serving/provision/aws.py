@@ -28,9 +28,10 @@ Spot (`spot_enabled`, from `Settings.spot.enabled`): the group is a mixed-instan
 spot), in one `update_auto_scaling_group` call with the desired capacity, and only when the base
 the group reports differs (a restarted router adopts it as it is). A decision without an
 on-demand part (`on_demand_vms` None) means all on-demand: the base is `max_vms`, which never
-changes. With spot off the distribution is Terraform's and is never touched. If that call fails
-(throttled, AccessDenied, a group that is not mixed-instances) the failure is counted in
-`fleet_errors`, logged with its traceback (rate-limited), and the desired capacity is still set
+changes; a target of 0 leaves the base as it is (nothing to mix). With spot off the
+distribution is Terraform's and is never touched. If that call fails (throttled, AccessDenied,
+a group that is not mixed-instances) the failure is counted in `fleet_errors`, logged with its
+traceback (rate-limited), tried again after `mix_retry_s`, and the desired capacity is still set
 with `set_desired_capacity`: the fleet's size never waits on its mix. The group replaces an
 interrupted spot instance itself (its desired capacity is unchanged; capacity rebalancing
 launches the replacement early on a rebalance recommendation).
@@ -220,8 +221,9 @@ class AutoScalingProvisioner:
             self.desired = n
 
     def base_for(self, n: int, on_demand_vms: int | None) -> int | None:
-        """The on-demand base for a target of `n` (None: spot off, leave the group's own)."""
-        if not self.spot_enabled:
+        """The on-demand base for a target of `n` (None: leave the group's own, as with spot
+        off, or with no VM to mix)."""
+        if not self.spot_enabled or n == 0:
             return None
         return self.max_vms if on_demand_vms is None else max(0, min(on_demand_vms, n))
 
