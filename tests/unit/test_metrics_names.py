@@ -83,3 +83,14 @@ def test_build_info_is_one_with_the_versions() -> None:
     assert sample.labels["model_version"] == "m-7"
     assert re.fullmatch(r"3\.\d+\.\d+", sample.labels["python"])
     assert sample.labels["version"]
+
+
+def test_the_workers_metrics_pass_too() -> None:
+    """The worker's own registry, spot counters included (issue 18)."""
+    from handlers.worker_metrics import WorkerMetrics
+
+    worker = WorkerMetrics()
+    worker.requests.labels("200", "ok").inc()
+    worker.spot_notices.labels("interruption").inc()
+    worker.drains.inc()
+    assert problems(worker.render().decode()) == []
