@@ -5,9 +5,12 @@ processes, the real local serverless pool, a real `redis-server` where it needs 
 over loopback with an open-loop client, injects one fault, and reports what clients saw:
 
     sent, 2xx, 4xx, 429/503, 5xx, no answer, p50/p99 of the 2xx (timed from each request's
-    scheduled arrival, so client-side queueing counts), the slowest /healthz (polled every
-    100 ms throughout), the latest controller tick, the API process's RSS growth, and whether
-    (and how fast) the server recovered once the fault was removed.
+    scheduled arrival, so client-side queueing counts) and the server's own p99 for them (the
+    answer's `latency_ms`: the difference is time spent before the app saw the request), the
+    slowest /healthz on the health port (`--health-port`, what load balancers probe) and on the
+    main port (each polled every 100 ms from a thread of its own, so the client's busy event
+    loop is not timed), the latest controller tick, the API process's RSS growth, whether (and
+    how fast) the server recovered once the fault was removed, and the load average.
 
 Targets (issue 15): 0 without an answer, 0 5xx except a 502 after the retry also failed,
 /healthz under 50 ms, admitted p99 under 2x the SLA during overload, RSS growth under 200 MB for
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import http.client
 import io
 import json
 import os
@@ -36,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,16 +134,17 @@ class Redis:
 
 
 class Serve:
-    """`libra-serve` as a user starts it, in its own process."""
+    """`libra-serve` as a user starts it, in its own process, with a health port."""
 
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None,
                  wait_workers: int = 0) -> None:
-        self.port = free_port()
+        self.port, self.health_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"serve-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "libra.serving.cli", "--port", str(self.port), "--model-dir",
-             str(MODEL_DIR), *args], cwd=REPO, stdout=self.log_path.open("wb"),
+             str(MODEL_DIR), "--health-port", str(self.health_port), *args], cwd=REPO,
+            stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
             env={**os.environ, "LIBRA_LOG_DIR": str(tmp), **(env or {})})
         deadline = time.monotonic() + 180
@@ -179,6 +185,8 @@ class Outcome:
     latency_s: float
     retry_after: bool = False
     code: str = ""
+    server_s: float | None = None
+    """The server's own time for a 200 (its `latency_ms`: from the handler's start)."""
 
 
 @dataclass
@@ -186,11 +194,13 @@ class Row:
     scenario: str
     outcomes: list[Outcome] = field(default_factory=list)
     healthz_max_ms: float = 0.0
+    main_healthz_max_ms: float = 0.0
     tick_late_max_s: float = 0.0
     rss_growth_mb: float = 0.0
     recovered: bool | None = None
     recovery_s: float | None = None
     note: str = ""
+    load: float = 0.0
 
     def cells(self) -> list[str]:
         statuses = [o.status for o in self.outcomes]
@@ -199,6 +209,8 @@ class Row:
         shed = [o for o in self.outcomes if o.status in (429, 503)]
         p50 = f"{1000 * statistics.median(ok):.0f}" if ok else "-"
         p99 = f"{1000 * ok[min(len(ok) - 1, int(0.99 * len(ok)))]:.0f}" if ok else "-"
+        own = sorted(o.server_s for o in self.outcomes if o.server_s is not None)
+        own_p99 = f"{1000 * own[min(len(own) - 1, int(0.99 * len(own)))]:.0f}" if own else "-"
         recovered = ("-" if self.recovered is None else
                      "yes" if self.recovered else "NO") + (
             f" ({self.recovery_s:.1f} s)" if self.recovered and self.recovery_s is not None
@@ -208,46 +220,72 @@ class Row:
                 str(sum(s is not None and 200 <= s < 300 for s in statuses)),
                 str(sum(s is not None and 400 <= s < 500 and s != 429 for s in statuses)),
                 f"{len(shed)}" + ("" if all(o.retry_after for o in shed) else " (no Retry-After)"),
-                str(len(fivexx)), str(sum(s is None for s in statuses)), p50, p99,
-                f"{self.healthz_max_ms:.0f}", f"{self.tick_late_max_s:.1f}",
-                f"{self.rss_growth_mb:.0f}", recovered]
+                str(len(fivexx)), str(sum(s is None for s in statuses)), p50, p99, own_p99,
+                f"{self.healthz_max_ms:.0f}", f"{self.main_healthz_max_ms:.0f}",
+                f"{self.tick_late_max_s:.1f}", f"{self.rss_growth_mb:.0f}", recovered,
+                f"{self.load:.1f}"]
 
 
 HEADER = ["scenario", "sent", "2xx", "4xx", "429/503", "5xx", "no answer", "p50 ms", "p99 ms",
-          "healthz max ms", "tick late max s", "RSS growth MB", "recovered"]
+          "server p99 ms", "healthz max ms (health port)", "main /healthz max ms",
+          "tick late max s", "RSS growth MB", "recovered", "load avg"]
+
+
+class Probe(threading.Thread):
+    """GET /healthz every 100 ms on its own connection, from a thread of its own (blocking
+    http.client): the client's event loop, busy sending a burst, must not be timed as the
+    server's. A probe that fails counts its time up to the failure."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.max_s = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+            conn.close()
+            self.max_s = max(self.max_s, time.perf_counter() - t0)
+            self.stop.wait(0.1)
 
 
 class Watch:
-    """Background probes for one scenario: /healthz every 100 ms, the API's RSS, and how late
-    the controller's ticks run (the server's own gauge, from /metrics)."""
+    """Background probes for one scenario: /healthz every 100 ms on the health port and on the
+    main port, the API's RSS, and how late the controller's ticks run (the server's own gauge,
+    from /metrics)."""
 
     def __init__(self, serve: Serve) -> None:
         self.serve = serve
-        self.healthz_max_s = 0.0
+        self.health = Probe(serve.health_port)
+        self.main = Probe(serve.port)
         self.rss_start = rss_mb(serve.proc.pid)
         self.rss_max = self.rss_start
         self.tick_late_max_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Watch:
-        self._tasks = [asyncio.ensure_future(self._healthz()),
-                       asyncio.ensure_future(self._ticks())]
+        self.health.start()
+        self.main.start()
+        self._tasks = [asyncio.ensure_future(self._rss()), asyncio.ensure_future(self._ticks())]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for probe in (self.health, self.main):
+            probe.stop.set()
+            probe.join(60)
 
-    async def _healthz(self) -> None:
-        async with httpx.AsyncClient(timeout=30) as client:
-            while True:
-                t0 = time.perf_counter()
-                with contextlib.suppress(httpx.HTTPError):
-                    await client.get(f"{self.serve.url}/healthz")
-                self.healthz_max_s = max(self.healthz_max_s, time.perf_counter() - t0)
-                self.rss_max = max(self.rss_max, rss_mb(self.serve.proc.pid))
-                await asyncio.sleep(0.1)
+    async def _rss(self) -> None:
+        while True:
+            self.rss_max = max(self.rss_max, rss_mb(self.serve.proc.pid))
+            await asyncio.sleep(0.1)
 
     async def _ticks(self) -> None:
         """The server's own figure: `libra_control_tick_late_seconds`, how late the tick that
@@ -263,7 +301,9 @@ class Watch:
                 await asyncio.sleep(0.25)
 
     def into(self, row: Row) -> Row:
-        row.healthz_max_ms = 1000 * self.healthz_max_s
+        row.healthz_max_ms = 1000 * self.health.max_s
+        row.main_healthz_max_ms = 1000 * self.main.max_s
+        row.load = os.getloadavg()[0]
         row.rss_growth_mb = max(0.0, self.rss_max - self.rss_start)
         row.tick_late_max_s = max(0.0, self.tick_late_max_s)
         return row
@@ -304,10 +344,14 @@ async def send(url: str, at_s: float, start: float, body: dict[str, Any] | bytes
         status, headers, payload = await post_raw(host, int(port), raw)
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
         return Outcome(None, time.perf_counter() - scheduled)
-    code = ""
-    with contextlib.suppress(ValueError, AttributeError):
-        code = str(json.loads(payload).get("code", ""))
-    return Outcome(status, time.perf_counter() - scheduled, "retry-after" in headers, code)
+    code, server_s = "", None
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        answer = json.loads(payload)
+        code = str(answer.get("code", ""))
+        if status == 200:
+            server_s = float(answer["latency_ms"]) / 1000
+    return Outcome(status, time.perf_counter() - scheduled, "retry-after" in headers, code,
+                   server_s)
 
 
 async def stream(url: str, rate_rps: float, seconds: float,

@@ -5,7 +5,9 @@ Two servers on loopback, each its own process: `libra-serve` with the no-op serv
 `libra.serving.backends.noop`), and a bare FastAPI/uvicorn app on the same stack that reads the
 body and answers a fixed JSON. An open-loop client (Poisson arrivals) drives each at 200 and 1000
 req/s in alternating rounds; the overhead is libra's latency minus the bare app's at the same rate,
-p50 and p99, medians over rounds. Nothing is asserted; the figures go to docs/benchmarks.md:
+p50 and p99, medians over rounds. Each server's CPU time per request (from /proc, all its threads)
+and the load average are printed beside them: on a shared machine the latencies follow the load,
+the CPU per request much less. Nothing is asserted; the figures go to docs/benchmarks.md:
 
     python bench/router_overhead.py                  # about 2 minutes
     python bench/router_overhead.py --rates 200 --seconds 5 --rounds 1
@@ -49,6 +51,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(cmd: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -132,6 +140,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "onnx")
+    parser.add_argument("--libra-arg", action="append", default=[],
+                        help="one more libra-serve argument (repeatable), to try a setting")
     args = parser.parse_args()
     if not (args.model_dir / "manifest.json").is_file():
         sys.exit(f"{args.model_dir} has no model: run `libra-model build` first")
@@ -140,7 +150,7 @@ def main() -> None:
         (Path(tmp) / "bare_app.py").write_text(BARE_APP)
         libra = start([sys.executable, "-m", "libra.serving.cli", "--port", str(libra_port),
                        "--model-dir", str(args.model_dir), "--policy", "serverless",
-                       "--initial-vms", "0"],
+                       "--initial-vms", "0", *args.libra_arg],
                       f"http://127.0.0.1:{libra_port}",
                       {"LIBRA_SERVERLESS_DRIVER": "noop", "LIBRA_LOG_DIR": tmp})
         bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
@@ -150,22 +160,34 @@ def main() -> None:
             print(f"{os.cpu_count()} cores; open-loop Poisson, {args.seconds:.0f} s per run, "
                   f"{args.rounds} rounds (medians)")
             print(f"{'rate':>6} {'achieved':>9} {'bare p50':>9} {'libra p50':>10} "
-                  f"{'+p50 ms':>8} {'bare p99':>9} {'libra p99':>10} {'+p99 ms':>8}")
+                  f"{'+p50 ms':>8} {'bare p99':>9} {'libra p99':>10} {'+p99 ms':>8} "
+                  f"{'bare CPU':>9} {'libra CPU':>10} {'load':>5}")
+            procs = {"bare": bare, "libra": libra}
             for rate in args.rates:
-                rows: dict[str, list[tuple[float, float, float]]] = {"bare": [], "libra": []}
+                rows: dict[str, list[tuple[float, ...]]] = {"bare": [], "libra": []}
                 for r in range(args.rounds):
                     for name, port in (("bare", bare_port), ("libra", libra_port)):
+                        cpu0 = cpu_s(procs[name].pid)
                         lat, achieved = uvloop.run(drive(f"http://127.0.0.1:{port}", rate,
                                                           args.seconds, seed=r))
+                        # CPU per request includes the 50 warm-up requests: a 1-2% error
+                        cpu_ms = 1000 * (cpu_s(procs[name].pid) - cpu0) / (len(lat) + 50)
                         ms = np.array(lat) * 1000
                         rows[name].append((float(np.percentile(ms, 50)),
-                                           float(np.percentile(ms, 99)), achieved))
-                med = {k: [statistics.median(x[i] for x in v) for i in range(3)]
+                                           float(np.percentile(ms, 99)), achieved, cpu_ms,
+                                           os.getloadavg()[0]))
+                    if args.rounds > 1:
+                        b, lb = rows["bare"][-1], rows["libra"][-1]
+                        print(f"  round {r + 1}: +p50 {lb[0] - b[0]:.2f} ms, +p99 "
+                              f"{lb[1] - b[1]:.2f} ms, CPU {b[3]:.3f} / {lb[3]:.3f} ms per "
+                              f"request, load {lb[4]:.1f}", flush=True)
+                med = {k: [statistics.median(x[i] for x in v) for i in range(5)]
                        for k, v in rows.items()}
                 print(f"{rate:6.0f} {med['libra'][2]:9.0f} {med['bare'][0]:9.2f} "
                       f"{med['libra'][0]:10.2f} {med['libra'][0] - med['bare'][0]:8.2f} "
                       f"{med['bare'][1]:9.2f} {med['libra'][1]:10.2f} "
-                      f"{med['libra'][1] - med['bare'][1]:8.2f}")
+                      f"{med['libra'][1] - med['bare'][1]:8.2f} {med['bare'][3]:9.3f} "
+                      f"{med['libra'][3]:10.3f} {med['libra'][4]:5.1f}", flush=True)
         finally:
             for proc in (libra, bare):
                 proc.terminate()
