@@ -98,6 +98,7 @@ def test_a_worker_drains_on_an_imds_notice_and_leaves_the_registry(
             assert worker.proc.poll() is None  # it stays up, refusing work, until reclaimed
             ready = httpx.get(f"{url}/readyz")
             assert (ready.status_code, ready.json()["why"]) == (503, "draining")
+            assert ready.json()["spot_notice"] == "2026-12-08T02:00:00Z"
             text = httpx.get(f"{url}/metrics").text
             assert metric(text, 'libra_worker_spot_notices_total{kind="interruption"}') == 1
             assert metric(text, "libra_worker_drains_completed_total") == 1
