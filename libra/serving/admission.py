@@ -6,7 +6,10 @@ default executor), so nothing spilled and nothing was shed: 1,000 concurrent req
 p50 7.9 s against a 1 s SLA. Here every stage a request passes is bounded and estimated:
 
 - `Gate`: a per-router limit on requests at work (from their body until answered) and on bodies
-  still arriving; past either a request is refused at once, before its body is read.
+  still arriving; past either a request is refused at once, before its body is read. The work
+  limit follows the router's measured capacity: capacity x SLA budget requests can be at work
+  and still finish in time (Little's law), so on a slow machine fewer are let in, and the rest
+  are refused at the door, cheaply, instead of after their body was read and tokenized.
 - `DecodePool`: decoding and preprocessing in a bounded pool of their own, which knows its backlog
   and the measured time per job, so the door refuses what would wait past its SLA budget.
 - `Budget`: the request's two deadlines: the SLA budget (routing: can it start and finish in time)
@@ -182,10 +185,13 @@ class Gate:
     `Ticket.work()`, refused if none is free by then."""
 
     READERS_PER_SLOT = 4
+    MIN_ADMITTED = 2
+    """Work slots however low the measured capacity: requests keep measuring the backends."""
 
     def __init__(self, *, max_admitted: int, sla_budget_s: float, timeout_s: float,
                  decode: DecodePool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 capacity_rps: Callable[[], float] | None = None) -> None:
         if max_admitted < 1:
             raise ValueError(f"max_admitted ({max_admitted}) must be at least 1")
         self.max_admitted = max_admitted
@@ -194,17 +200,33 @@ class Gate:
         self.timeout_s = timeout_s
         self.decode = decode
         self.clock = clock
+        self.capacity_rps = capacity_rps
+        """Requests/s the backends can finish now (the router's measured figure; inf: no
+        known bound); None: the limit is `max_admitted`."""
         self.admitted = 0
         self.reading = 0
+
+    def limit(self) -> int:
+        """Work slots now: measured capacity x SLA budget, at least `MIN_ADMITTED`, at most
+        `max_admitted` (`max_admitted_requests`)."""
+        if self.capacity_rps is None:
+            return self.max_admitted
+        rps = self.capacity_rps()
+        if not math.isfinite(rps):
+            return self.max_admitted
+        return max(self.MIN_ADMITTED, min(self.max_admitted,
+                                          math.ceil(rps * self.sla_budget_s)))
 
     def budget(self) -> Budget:
         return Budget.starting(self.clock(), self.sla_budget_s, self.timeout_s)
 
     def _check_work(self) -> None:
-        if self.admitted >= self.max_admitted:
+        limit = self.limit()
+        if self.admitted >= limit:
             raise ShedError("overloaded", f"{self.admitted} requests are in progress here, the "
-                            f"limit (max_admitted_requests) is {self.max_admitted}",
-                            self.sla_budget_s)
+                            f"limit is {limit} (what the backends finish in the "
+                            f"{self.sla_budget_s:.2f} s SLA budget, at most "
+                            f"max_admitted_requests {self.max_admitted})", self.sla_budget_s)
         if self.decode is not None:
             wait_s = self.decode.wait_s()
             if wait_s > self.sla_budget_s:

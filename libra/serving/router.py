@@ -172,6 +172,23 @@ class Router:
     def serverless_cold_start_s(self) -> float:
         return self._cold_start_s.value
 
+    def capacity_rps(self) -> float:
+        """Requests per second this router's backends finish now, as measured: each ready
+        worker at its measured seconds per request, plus serverless (its concurrency cap over
+        the measured call time) when the decision sends work there; inf when serverless has no
+        known cap. The admission gate lets in capacity x SLA budget requests at once."""
+        d = self.decision
+        rps = 0.0
+        if d.use_vms:
+            rps += sum(1 / max(self.estimate(w).per_request_s, 1e-6)
+                       for w in self.ready_workers())
+        if d.spill_to_serverless or not d.use_vms:
+            cap = self.serverless.capacity
+            if cap <= 0:
+                return math.inf
+            rps += cap / max(self.serverless_call_s, 1e-6)
+        return rps
+
     def serverless_wait_s(self) -> float:
         """How long a new request would wait before serverless starts it (measured warm call
         and cold start). Below the concurrency cap: not at all, it gets an instance now (a new

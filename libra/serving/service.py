@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,11 @@ class CostMeter:
         return self.vm_cost_usd()
 
 
+def finite(x: float) -> float | None:
+    """`x`, or None where JSON has no number for it (infinity: no known bound)."""
+    return x if math.isfinite(x) else None
+
+
 class Service:
     """The running platform on this machine (see module docs)."""
 
@@ -144,7 +150,8 @@ class Service:
         self.decode_pool = DecodePool(s.decode_threads)
         self.gate = Gate(max_admitted=s.max_admitted_requests,
                          sla_budget_s=router_config.sla_budget_s,
-                         timeout_s=router_config.timeout_s, decode=self.decode_pool)
+                         timeout_s=router_config.timeout_s, decode=self.decode_pool,
+                         capacity_rps=self.router.capacity_rps)
         self.metrics.admitted.set_function(lambda: self.gate.admitted)
         self.metrics.decode_held.set_function(lambda: self.decode_pool.held)
         self._control_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libra-control")
@@ -309,6 +316,8 @@ class Service:
             "routed": dict(self.router.counts),
             "admission": {"admitted": self.gate.admitted,
                           "max_admitted": self.gate.max_admitted,
+                          "admission_limit": self.gate.limit(),
+                          "capacity_rps": finite(round(self.router.capacity_rps(), 1)),
                           "reading_bodies": self.gate.reading,
                           "decode_jobs": self.decode_pool.held,
                           "decode_job_s": self.decode_pool.job_s.value,

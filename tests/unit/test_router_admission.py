@@ -293,6 +293,45 @@ def test_the_gate_admits_up_to_its_limit_and_refuses_the_next_at_once() -> None:
         assert ticket.budget.left_s(ticket.budget.arrived_s) == 2.0
 
 
+def test_the_work_limit_is_the_measured_capacity_times_the_sla_budget() -> None:
+    capacity = [20.0]  # requests/s the backends finish, as the router measures them
+    gate = Gate(max_admitted=64, sla_budget_s=0.9, timeout_s=2.0, clock=Clock(),
+                capacity_rps=lambda: capacity[0])
+    assert gate.limit() == 18  # 20/s x 0.9 s: more at work would finish late
+    with contextlib.ExitStack() as working:
+        for _ in range(18):
+            working.enter_context(gate.admit()).work()
+        with pytest.raises(ShedError, match="the limit is 18") as info, gate.admit():
+            pass
+        assert info.value.reason == "overloaded"
+        capacity[0] = 40.0  # a faster measurement lets more in at once
+        with gate.admit() as more:
+            more.work()
+    capacity[0] = 1000.0
+    assert gate.limit() == 64  # never past max_admitted_requests
+    capacity[0] = 0.1
+    assert gate.limit() == Gate.MIN_ADMITTED  # a probe still gets in to measure
+    capacity[0] = float("inf")  # no known bound (serverless without a cap)
+    assert gate.limit() == 64
+
+
+def test_the_router_capacity_is_what_its_backends_finish_as_measured() -> None:
+    clock = Clock()
+    w2 = WorkerInfo("w2", "http://w2")
+    r = router(workers=(W1, w2), clock=clock, vm_service_s=0.05,
+               serverless=FakeServerless(capacity=4), serverless_service_s=0.2)
+    assert r.capacity_rps() == pytest.approx(2 / 0.05 + 4 / 0.2)  # priors: 40 + 20
+    start = clock.now - 2.0
+    for i in range(200):  # w1 measured at 10 ms a request, in the last 2 s
+        r.estimate(W1).on_done(start + i * 0.01, start + (i + 1) * 0.01)
+    assert r.capacity_rps() == pytest.approx(100 + 20 + 20, rel=0.05)
+    r.decision = Decision(1, "VMs only", spill_to_serverless=False)
+    assert r.capacity_rps() == pytest.approx(100 + 20, rel=0.05)
+    r.serverless = FakeServerless(capacity=0)
+    r.decision = Decision(0, "serverless only", use_vms=False)
+    assert r.capacity_rps() == float("inf")
+
+
 def test_slow_bodies_hold_reading_slots_not_the_work_slots() -> None:
     gate = Gate(max_admitted=2, sla_budget_s=0.9, timeout_s=2.0, clock=Clock())
     with contextlib.ExitStack() as slow_clients:
