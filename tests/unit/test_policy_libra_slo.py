@@ -91,11 +91,21 @@ def test_projection_follows_a_rise_and_at_most_doubles_the_level() -> None:
     assert slo_steps.projected_rate([100] * 39, 120.0) is None
     assert slo_steps.projected_rate([100] * 60, 120.0) == 100.0  # flat: no rise
     ramp = [100 + 10 * t for t in range(60)]  # +10 req/s each second
-    level = sum(ramp[-5:]) / 5
+    level = sum(ramp[-10:]) / 10
     assert slo_steps.projected_rate(ramp, 3.0) == pytest.approx(level + 10 * 3.0)
     assert slo_steps.projected_rate(ramp, 1000.0) == 2 * level
-    assert slo_steps.projected_rate(list(reversed(ramp)), 120.0) == \
-        pytest.approx(sum(list(reversed(ramp))[-5:]) / 5)  # a fall projects no fall
+    fall = list(reversed(ramp))
+    assert slo_steps.projected_rate(fall, 120.0) == pytest.approx(sum(fall[-10:]) / 10)
+
+
+def test_projection_ignores_a_rise_inside_the_per_second_noise() -> None:
+    # seconds alternating 2,000 and 18,000 (a x50-scaled trace): 10 s means move by
+    # thousands without any trend
+    noisy = [2000, 18000] * 15 + [18000, 2000, 18000, 18000, 2000, 18000, 18000, 2000, 18000,
+                                  18000]
+    level = sum(noisy[-10:]) / 10
+    assert level > sum(noisy[:10]) / 10  # a "rise" of 1,600 req/s between the 10 s means
+    assert slo_steps.projected_rate(noisy, 120.0) == level
 
 
 def test_the_router_plans_with_a_quantile_that_follows_the_slo() -> None:
@@ -174,6 +184,23 @@ def test_a_flash_crowd_launches_vms_within_seconds_not_at_the_next_interval() ->
         plain_decision = plain.decide(_obs(counts, slo=None, ready=fleet))
         if into:
             assert plain_decision.target_vms == fleet  # waits for its interval
+
+
+def test_a_burst_above_fleet_and_serverless_raises_the_fleet_before_the_window_fills(
+) -> None:
+    # a replay starts with 20 VMs ready; 45 s in (the window is not full) one second brings
+    # 9,000 requests: 3,200 on VMs, more than serverless carries on the rest
+    counts = [3000] * 44 + [9000]
+    policy = Libra()
+    decision = policy.decide(_obs(counts, slo=0.999, ready=20))
+    carry = slo_steps.serverless_carry_rps(LIMIT, SERVICE_S, 0.5e-3)
+    want = slo_steps.throttle_floor_vms(counts, carry, CAPACITY, 0.5e-3, 1000)
+    assert want > 30  # the burst's excess, all but the 70 requests half the budget allows
+    assert decision.target_vms == want
+    assert decision.reason.startswith("flash crowd")
+    # and a flash-crowd check never shrinks the fleet it was handed
+    calm = Libra().decide(_obs([3000] * 45, slo=0.999, ready=40))
+    assert calm.target_vms == 40
 
 
 def test_burst_vms_are_sized_again_by_the_break_even_rule_once_it_passes() -> None:

@@ -122,10 +122,10 @@ class Libra:
                 reason = self._resize(obs, size, cold_start=cold and not due)
             else:
                 reason = "cold start: too little load for a VM"
-        elif flash > self._target:
+        elif flash > max(self._target, obs.vms_active):
             self._grew_at_s = obs.now_s
             self._target = flash
-            reason = f"flash crowd: the rise would outrun serverless -> {flash} VMs"
+            reason = f"flash crowd: the load would outrun serverless -> {flash} VMs"
         elif self._last_decide_s is None:
             return Decision.hold_fleet(obs.vms_active, "window not full yet", serverless_warm=warm)
         elif obs.vms_booting:
@@ -316,24 +316,30 @@ class Libra:
 
     def _flash_size(self, obs: Observation) -> int:
         """With an SLO: the fleet a flash crowd needs one boot from now, when the rise would
-        take the spill above what serverless may carry; 0 otherwise (see module docs)."""
-        if obs.slo is None or self.max_vms <= 0:
+        take the spill above what serverless may carry, or the SLO's throttle floor at once
+        when a second of the last few already went above the fleet and that; 0 otherwise
+        (see module docs)."""
+        if obs.slo is None or self.max_vms <= 0 or not obs.arrivals_per_s:
             return 0
+        capacity = obs.vm_capacity_rps
+        fleet_rps = max(self._target, obs.vms_active) * capacity
+        floor = 0
+        if self._scaled(max(obs.arrivals_per_s[-3:])) - fleet_rps > self._serverless_rps(obs):
+            floor = self._slo_throttle_floor(obs)
         projected = slo_steps.projected_rate(obs.arrivals_per_s, obs.vm_boot_s + 1.0)
         if projected is None:
-            return 0
+            return clamp(floor, self.min_vms, self.max_vms) if floor else 0
         projected *= self._scaled(1)
         carry = self._flash_carry_rps(obs)
-        capacity = obs.vm_capacity_rps
-        if projected - self._target * capacity <= carry:
-            return 0
+        if projected - fleet_rps <= carry:
+            return clamp(floor, self.min_vms, self.max_vms) if floor else 0
         need = math.ceil((projected - carry) / capacity - _EPS)
-        return clamp(need, self.min_vms, self.max_vms)
+        return clamp(max(need, floor), self.min_vms, self.max_vms)
 
     def _flash_bound(self, obs: Observation) -> int:
         """The largest count such that `_flash_size` stays 0 or at the target while no second
-        brings more: the projection is at most twice the last 5 s's mean."""
-        carry = self._flash_carry_rps(obs)
+        brings more: the projection is at most twice the last 10 s's mean."""
+        carry = min(self._flash_carry_rps(obs), self._serverless_rps(obs))
         top = self._target * obs.vm_capacity_rps + carry
         key = ("flash", top, self._scaled(1))
         if key not in self._bounds:

@@ -103,13 +103,20 @@ def throttle_floor_vms(rates: Sequence[float], serverless_rps: float, capacity_r
 
 
 def projected_rate(counts: Sequence[float], lead_s: float) -> float | None:
-    """Where the per-second rate is heading `lead_s` from now, for a flash crowd: the last 5 s's
-    mean plus the rise since 30 s before (10 s means), never more than twice that mean (one
-    reaction doubles at most; the next tick reacts again if the rise goes on). None with fewer
-    than 40 s of counts."""
+    """Where the per-second rate is heading `lead_s` from now, for a flash crowd: the last 10 s's
+    mean, plus the rise since 30 s before (10 s means) when that rise stands out of the
+    per-second noise (more than 3 standard errors of the difference of two 10 s means, from the
+    last 40 s's spread), never more than twice that mean (one reaction at most doubles it; the
+    next tick reacts again if the rise goes on). None with fewer than 40 s of counts."""
     if len(counts) < 40:
         return None
-    level = sum(counts[-5:]) / 5.0
-    rise = (sum(counts[-10:]) - sum(counts[-40:-30])) / 10.0
-    slope = max(0.0, rise / 30.0)
-    return min(level + slope * lead_s, 2.0 * level)
+    recent = counts[-40:]
+    level = sum(recent[-10:]) / 10.0
+    rise = level - sum(recent[:10]) / 10.0
+    if rise <= 0:
+        return level
+    mean = sum(recent) / 40.0
+    spread = math.sqrt(sum((x - mean) ** 2 for x in recent) / 39.0)
+    if rise <= 3.0 * spread * math.sqrt(2.0 / 10.0):
+        return level
+    return min(level + rise / 30.0 * lead_s, 2.0 * level)
