@@ -26,6 +26,11 @@
 #              and one invoke, in the image's Python. Podman needs root here.
 # --compressed also print each image's gzip-compressed size (what a registry stores; slow).
 # --tag TAG    image tag (default: the short commit, plus -dirty with uncommitted changes).
+# --rev REV    build the Dockerfiles and sources of git revision REV instead of the working
+#              tree (before/after figures); tag: REV's short commit. With --stand-in, the
+#              stand-ins also answer, for this build only, to the base names a Dockerfile of
+#              REV hard-codes (python:3.12-slim, public.ecr.aws/lambda/python:3.12) when no
+#              image of that name is present.
 #
 # Environment: BUILDER=docker|podman (default: docker when its daemon answers, else podman);
 # ISOLATION (podman build, default chroot: works without cgroup or user-namespace setup);
@@ -34,7 +39,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
-stand_in=0 smoke=0 compressed=0 model_dir="" ca_bundle="" tag="" images=()
+stand_in=0 smoke=0 compressed=0 model_dir="" ca_bundle="" tag="" rev="" images=()
 while [ $# -gt 0 ]; do
     case $1 in
         --stand-in) stand_in=1 ;;
@@ -43,6 +48,7 @@ while [ $# -gt 0 ]; do
         --model) model_dir=$(realpath "$2"); shift ;;
         --ca-bundle) ca_bundle=$(realpath "$2"); shift ;;
         --tag) tag=$2; shift ;;
+        --rev) rev=$2; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         router|worker|lambda) images+=("$1") ;;
         *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -50,7 +56,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ ${#images[@]} -gt 0 ] || images=(router worker lambda)
-if [ -z "$tag" ]; then
+if [ -z "$tag" ] && [ -n "$rev" ]; then
+    tag=$(git rev-parse --short "$rev")
+elif [ -z "$tag" ]; then
     tag=$(git rev-parse --short HEAD)
     git diff --quiet HEAD -- infra/docker constraints libra handlers simulator pyproject.toml \
         || tag="$tag-dirty"
@@ -72,7 +80,20 @@ else
     build=(docker buildx build --load --provenance=false)
 fi
 work=$(mktemp -d /tmp/libra-images.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+aliases=()  # stand-ins tagged with an official name for a --rev build; untagged on exit
+cleanup() {
+    for alias in "${aliases[@]}"; do "$BUILDER" untag "${alias#*=}" "${alias%%=*}" || true; done
+    for c in "${containers[@]}"; do "$BUILDER" rm -f "$c" >/dev/null 2>&1 || true; done
+    rm -rf "$work"
+}
+containers=()
+trap cleanup EXIT
+context=$repo
+if [ -n "$rev" ]; then
+    context=$work/src
+    mkdir -p "$context"
+    git archive "$rev" | tar -x -C "$context"
+fi
 if [ -n "$ca_bundle" ]; then
     [ "$BUILDER" = podman ] || { echo "build.sh: --ca-bundle needs podman" >&2; exit 2; }
     mkdir -p "$work/pip"
@@ -113,13 +134,22 @@ if [ $stand_in = 1 ]; then
     "${build[@]}" "${build_flags[@]}" -q --build-arg PYTHON_IMAGE="$python_base" \
         -f infra/images/lambda-stand-in.Dockerfile -t "$lambda_base" infra/images >/dev/null
     base_args+=(--build-arg PYTHON_IMAGE="$python_base" --build-arg LAMBDA_IMAGE="$lambda_base")
+    if [ -n "$rev" ]; then
+        for pair in "docker.io/library/python:3.12-slim=$python_base" \
+                    "public.ecr.aws/lambda/python:3.12=$lambda_base"; do
+            if ! podman image exists "${pair%%=*}"; then
+                podman tag "${pair#*=}" "${pair%%=*}"
+                aliases+=("$pair")
+            fi
+        done
+    fi
 fi
 
 # --- the model files of one image, as its model stage would leave them -------------------------
 stage_model() {  # stage_model IMAGE -> prints the folder to pass as --build-context model=
     local image=$1 out="$work/model-$1"
     local variants
-    variants=$(grep -o -- '--variant [a-z0-9]*' "infra/docker/$image.Dockerfile" | cut -d' ' -f2)
+    variants=$(grep -o -- '--variant [a-z0-9]*' "$context/infra/docker/$image.Dockerfile" | cut -d' ' -f2)
     mkdir -p "$out/opt/libra/onnx"
     python3 - "$model_dir" "$out/opt/libra/onnx" $variants <<'PY'
 import hashlib, json, shutil, sys
@@ -148,10 +178,10 @@ for image in "${images[@]}"; do
     if [ -n "$model_dir" ]; then
         args+=(--build-context "model=$(stage_model "$image")")
     fi
-    echo "== libra-$image:$tag ($BUILDER; ONNX files: ${model_dir:-the model stage})"
+    echo "== libra-$image:$tag ($BUILDER; ${rev:+revision $rev; }ONNX files: ${model_dir:-the model stage})"
     t0=$(date +%s)
-    if ! "${build[@]}" "${build_flags[@]}" "${args[@]}" -f "infra/docker/$image.Dockerfile" \
-            -t "libra-$image:$tag" . >"$work/build-$image.log" 2>&1; then
+    if ! "${build[@]}" "${build_flags[@]}" "${args[@]}" -f "$context/infra/docker/$image.Dockerfile" \
+            -t "libra-$image:$tag" "$context" >"$work/build-$image.log" 2>&1; then
         tail -n 30 "$work/build-$image.log" >&2
         echo "build.sh: libra-$image failed (log above)" >&2
         exit 1
@@ -199,9 +229,6 @@ import json
 from libra.runtime.payload import encode_input
 from libra.serving.calibrate import text_request
 print(json.dumps({"request_id": "smoke", "inputs": encode_input(text_request())}))')
-containers=()
-cleanup() { for c in "${containers[@]}"; do "$BUILDER" rm -f "$c" >/dev/null 2>&1 || true; done; rm -rf "$work"; }
-trap cleanup EXIT
 status=0
 for image in "${images[@]}"; do
     echo
