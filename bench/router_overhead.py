@@ -11,6 +11,7 @@ the CPU per request much less. Nothing is asserted; the figures go to docs/bench
 
     python bench/router_overhead.py                  # about 2 minutes
     python bench/router_overhead.py --rates 200 --seconds 5 --rounds 1
+    python bench/router_overhead.py --rates 1000 --rounds 1 --gc   # + libra's GC pauses
 """
 
 from __future__ import annotations
@@ -45,6 +46,46 @@ async def predict(request: Request):
 async def readyz():
     return {"ready": True}
 '''
+
+
+GC_HOOK = '''
+import gc, json, os, threading, time
+_out, _pauses, _t = os.environ["BENCH_GC_OUT"], [], [0.0]
+def _cb(phase, info):
+    if phase == "start":
+        _t[0] = time.perf_counter()
+    else:
+        _pauses.append((info["generation"], time.perf_counter() - _t[0], time.time()))
+gc.callbacks.append(_cb)
+def _dump():
+    while True:
+        time.sleep(0.5)
+        if os.path.exists(_out + ".go"):
+            os.remove(_out + ".go")
+            with open(_out + ".tmp", "w") as f:
+                json.dump({"pauses": _pauses, "tracked": len(gc.get_objects()),
+                           "frozen": gc.get_freeze_count()}, f)
+            os.replace(_out + ".tmp", _out)
+threading.Thread(target=_dump, daemon=True).start()
+'''
+"""With --gc, a `sitecustomize` for the libra server only: every collection's generation and
+pause (gc.callbacks), written out when the bench asks (a file appears)."""
+
+
+def gc_report(path: Path, since: float) -> str:
+    """libra's collections since `since` (time.time()), by generation: count, total, longest."""
+    path.with_name(path.name + ".go").touch()
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    data = json.loads(path.read_text())
+    path.unlink()
+    parts = []
+    for gen in (0, 1, 2):
+        ms = [1000 * p for g, p, at in data["pauses"] if g == gen and at >= since]
+        parts.append(f"gen{gen} {len(ms)} ({sum(ms):.0f} ms, max {max(ms, default=0):.1f})")
+    return (f"libra gc: {', '.join(parts)}; {data['tracked']} objects tracked, "
+            f"{data['frozen']} frozen")
 
 
 def free_port() -> int:
@@ -140,6 +181,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "onnx")
+    parser.add_argument("--gc", action="store_true",
+                        help="also report libra's garbage collections and pauses per run")
     parser.add_argument("--libra-arg", action="append", default=[],
                         help="one more libra-serve argument (repeatable), to try a setting")
     args = parser.parse_args()
@@ -148,11 +191,18 @@ def main() -> None:
     libra_port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bare_app.py").write_text(BARE_APP)
+        gc_env: dict[str, str] = {}
+        if args.gc:
+            (Path(tmp) / "gc_hook").mkdir()
+            (Path(tmp) / "gc_hook" / "sitecustomize.py").write_text(GC_HOOK)
+            gc_env = {"BENCH_GC_OUT": f"{tmp}/gc.json",
+                      "PYTHONPATH": os.pathsep.join(filter(None, [
+                          f"{tmp}/gc_hook", os.environ.get("PYTHONPATH")]))}
         libra = start([sys.executable, "-m", "libra.serving.cli", "--port", str(libra_port),
                        "--model-dir", str(args.model_dir), "--policy", "serverless",
                        "--initial-vms", "0", *args.libra_arg],
                       f"http://127.0.0.1:{libra_port}",
-                      {"LIBRA_SERVERLESS_DRIVER": "noop", "LIBRA_LOG_DIR": tmp})
+                      {"LIBRA_SERVERLESS_DRIVER": "noop", "LIBRA_LOG_DIR": tmp, **gc_env})
         bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
                       "--log-level", "warning", "--app-dir", tmp],
                      f"http://127.0.0.1:{bare_port}", {})
@@ -167,7 +217,7 @@ def main() -> None:
                 rows: dict[str, list[tuple[float, ...]]] = {"bare": [], "libra": []}
                 for r in range(args.rounds):
                     for name, port in (("bare", bare_port), ("libra", libra_port)):
-                        cpu0 = cpu_s(procs[name].pid)
+                        cpu0, since = cpu_s(procs[name].pid), time.time()
                         lat, achieved = uvloop.run(drive(f"http://127.0.0.1:{port}", rate,
                                                           args.seconds, seed=r))
                         # CPU per request includes the 50 warm-up requests: a 1-2% error
@@ -176,6 +226,8 @@ def main() -> None:
                         rows[name].append((float(np.percentile(ms, 50)),
                                            float(np.percentile(ms, 99)), achieved, cpu_ms,
                                            os.getloadavg()[0]))
+                        if args.gc and name == "libra":
+                            print(f"  {gc_report(Path(tmp) / 'gc.json', since)}", flush=True)
                     if args.rounds > 1:
                         b, lb = rows["bare"][-1], rows["libra"][-1]
                         print(f"  round {r + 1}: +p50 {lb[0] - b[0]:.2f} ms, +p99 "
