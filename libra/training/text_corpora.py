@@ -129,54 +129,65 @@ def minilm_onnx(path: Path | None = None) -> Path:
 
 def embed(texts: list[str], batch_size: int = 64, log: Callable[[str], None] | None = None
           ) -> np.ndarray:
-    """Raw strings -> MiniLM sentence embeddings (N, 384) float32 through the serving tokenizer;
-    batches of similar length, cut to their longest row (padding is masked)."""
-    import onnxruntime as ort
-
+    """Raw strings -> MiniLM sentence embeddings (N, 384) float32 through the serving tokenizer."""
     from libra.runtime.inputs.text import TextTokenizer
 
-    ids, mask = TextTokenizer.from_file().encode(texts)
+    return embed_tokens(*TextTokenizer.from_file().encode(texts), batch_size=batch_size, log=log)
+
+
+def embed_tokens(ids: np.ndarray, mask: np.ndarray, batch_size: int = 64,
+                 log: Callable[[str], None] | None = None) -> np.ndarray:
+    """Token ids and mask -> embeddings, in batches of similar length cut to their longest row
+    (padding is masked)."""
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(minilm_onnx()), providers=["CPUExecutionProvider"])
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
-    out = np.zeros((len(texts), 384), dtype=np.float32)
+    out = np.zeros((len(ids), 384), dtype=np.float32)
     t0 = time.perf_counter()
-    for n, start in enumerate(range(0, len(texts), batch_size)):
+    for n, start in enumerate(range(0, len(ids), batch_size)):
         rows = order[start:start + batch_size]
         width = max(int(lengths[rows].max()), 1)
         out[rows] = session.run(None, {"input_ids": ids[rows, :width],
                                        "attention_mask": mask[rows, :width]})[0]
         if log is not None and n % 100 == 99:
-            log(f"  {start + len(rows)}/{len(texts)} ({time.perf_counter() - t0:.0f} s)")
+            log(f"  {start + len(rows)}/{len(ids)} ({time.perf_counter() - t0:.0f} s)")
     return out
 
 
-def _key(corpus: str, split: str, texts: list[str], labels: np.ndarray) -> str:
-    from libra.training.features import preprocessing_spec
+def _key(corpus: str, split: str, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> str:
+    """Keyed by what the encoder reads (the token ids, so a change to text cleaning that
+    changes no token reuses the cache), the encoder and the labels."""
+    from libra.runtime.inputs.text import find_tokenizer_file
+    from libra.training.features import _version
+    from libra.training.text_encoder import PACKAGE
 
-    blob = json.dumps({"version": CACHE_VERSION, "corpus": corpus, "split": split,
-                       "text": preprocessing_spec("meld"), "n": len(texts)}, sort_keys=True,
-                      default=str).encode()
-    digest = hashlib.sha256(blob)
-    for text in texts:
-        digest.update(text.encode("utf-8", "replace") + b"\0")
-    digest.update(labels.tobytes())
+    digest = hashlib.sha256(json.dumps({
+        "version": CACHE_VERSION, "corpus": corpus, "split": split,
+        "tokenizer": hashlib.sha256(find_tokenizer_file().read_bytes()).hexdigest(),
+        "encoder": _version(PACKAGE.replace("_", "-")), "shape": list(ids.shape)},
+        sort_keys=True).encode())
+    for array in (ids, mask, labels):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     return digest.hexdigest()[:12]
 
 
 def load(corpus: str, split: str, root: Path | str | None = None,
          log: Callable[[str], None] | None = None) -> TextSet:
     """One corpus and split, embedded (from the cache, or embedded and cached now)."""
+    from libra.runtime.inputs.text import TextTokenizer
     from libra.training.features import data_root
 
     texts, labels = read_corpus(data_root(root), corpus, split)
-    path = cache_dir() / f"{corpus}-{split}-{_key(corpus, split, texts, labels)}.npy"
+    ids, mask = TextTokenizer.from_file().encode(texts)
+    path = cache_dir() / f"{corpus}-{split}-{_key(corpus, split, ids, mask, labels)}.npy"
     if path.is_file():
         emb = np.load(path)
     else:
         if log is not None:
             log(f"embedding {corpus} {split}: {len(texts)} rows")
-        emb = embed(texts, log=log)
+        emb = embed_tokens(ids, mask, log=log)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
