@@ -87,7 +87,7 @@ resource "aws_iam_role" "router_task" {
 data "aws_iam_policy_document" "router_calls" {
   statement {
     sid     = "ReadFleet"
-    actions = ["autoscaling:DescribeAutoScalingGroups"]
+    actions = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
     # Describe* actions take no resource-level permissions.
     resources = ["*"]
   }

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,40 +69,68 @@ class CostMeter:
 
     VM lives are sampled from the provisioner each tick (`on_fleet`): a VM is launched when it
     first appears in a billed state and stopped when it is gone or TERMINATED, so launch and stop
-    times are known to a tick."""
+    times are known to a tick. A VM the provisioner names as spot (`spot_ids`; the AWS one
+    asks EC2 for each new instance's market) is billed at `spot_price_per_s_usd` for its whole
+    life, the others at the on-demand price: with spot on, the meter must not bill at the
+    on-demand price what costs a fraction of it."""
 
     vm: VMConfig
     serverless: ServerlessConfig
     clock: Callable[[], float] = time.monotonic
+    spot_price_per_s_usd: float | None = None
+    """The spot price (None: no spot capacity; every VM billed on-demand)."""
     serverless_usd: float = 0.0
     vm_launches: int = 0
     running: dict[str, float] = field(default_factory=dict)
     """Launch time of each VM billed now, by id."""
+    spot: set[str] = field(default_factory=set)
+    """The running VMs known to be spot."""
     stopped_billed_s: float = 0.0
     """Billed seconds of the VMs that have stopped (folded: a fleet changes for days)."""
+    stopped_spot_billed_s: float = 0.0
+    """The part of `stopped_billed_s` billed at the spot price."""
 
-    def on_fleet(self, vms: Mapping[str, VMState], now_s: float | None = None) -> None:
-        """The provisioner's VMs by id as they are now."""
+    def on_fleet(self, vms: Mapping[str, VMState], now_s: float | None = None,
+                 spot_ids: Collection[str] = ()) -> None:
+        """The provisioner's VMs by id as they are now, and which of them are spot (an
+        instance's market is sometimes learned a tick after it appears: it is never unlearned
+        while the VM runs)."""
         now_s = self.clock() if now_s is None else now_s
         billed = {vid for vid, state in vms.items() if state in BILLED_STATES}
         for vid in billed - set(self.running):
             self.running[vid] = now_s
             self.vm_launches += 1
+        if self.spot_price_per_s_usd is not None:
+            self.spot |= billed & set(spot_ids)
         for vid in set(self.running) - billed:
-            self.stopped_billed_s += vm_billed_s(self.running.pop(vid), now_s, self.vm)
+            billed_s = vm_billed_s(self.running.pop(vid), now_s, self.vm)
+            self.stopped_billed_s += billed_s
+            if vid in self.spot:
+                self.spot.discard(vid)
+                self.stopped_spot_billed_s += billed_s
 
     def on_serverless(self, duration_s: float, *, init_s: float = 0.0) -> None:
         """One invocation: the handler's `duration_s`, and its INIT `init_s` on a cold start."""
         self.serverless_usd += invocation_cost_usd(duration_s, self.serverless, init_s=init_s)
 
     def vm_billed_s(self, now_s: float | None = None) -> float:
+        return sum(self._billed_s_by_market(now_s))
+
+    def _billed_s_by_market(self, now_s: float | None = None) -> tuple[float, float]:
+        """(on-demand, spot) billed VM-seconds so far."""
         now_s = self.clock() if now_s is None else now_s
-        running_s = vm_fleet_cost_usd(((start, None) for start in self.running.values()),
-                                      now_s, self.vm)[1]
-        return self.stopped_billed_s + running_s
+        spot_s = self.stopped_spot_billed_s + vm_fleet_cost_usd(
+            ((start, None) for vid, start in self.running.items() if vid in self.spot),
+            now_s, self.vm)[1]
+        on_demand_s = self.stopped_billed_s - self.stopped_spot_billed_s + vm_fleet_cost_usd(
+            ((start, None) for vid, start in self.running.items() if vid not in self.spot),
+            now_s, self.vm)[1]
+        return on_demand_s, spot_s
 
     def vm_cost_usd(self, now_s: float | None = None) -> float:
-        return self.vm_billed_s(now_s) * self.vm.price_per_s_usd
+        on_demand_s, spot_s = self._billed_s_by_market(now_s)
+        spot_usd = spot_s * self.spot_price_per_s_usd if self.spot_price_per_s_usd else 0.0
+        return on_demand_s * self.vm.price_per_s_usd + spot_usd
 
     @property
     def vm_usd(self) -> float:
@@ -164,7 +192,8 @@ class Service:
                              else SoleLease())
         self.board = (DecisionBoard(self.redis, DECISION_TICKS * s.tick_s) if self.redis
                       else None)
-        self.cost = CostMeter(s.vm, s.serverless)
+        self.cost = CostMeter(s.vm, s.serverless, spot_price_per_s_usd=(
+            s.spot.price_per_s_usd if s.spot.enabled else None))
         self._control: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
@@ -213,7 +242,8 @@ class Service:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._control_pool, self.provisioner.start,
                                    self.settings.initial_vms)
-        self.cost.on_fleet(self.provisioner.vm_states())
+        self.cost.on_fleet(self.provisioner.vm_states(),
+                           spot_ids=getattr(self.provisioner, "spot_ids", frozenset()))
         self._control = asyncio.ensure_future(self._control_loop())
 
     async def _control_loop(self) -> None:
@@ -275,7 +305,8 @@ class Service:
 
     def _after_tick(self) -> None:
         counts = self.provisioner.counts()
-        self.cost.on_fleet(self.provisioner.vm_states())
+        self.cost.on_fleet(self.provisioner.vm_states(),
+                           spot_ids=getattr(self.provisioner, "spot_ids", frozenset()))
         self.router.forget({w.worker_id for w in self.provisioner.ready_workers()})
         m = self.metrics
         m.vms_running.set(counts[VMState.READY])

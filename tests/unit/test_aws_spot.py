@@ -77,6 +77,19 @@ def client():  # type: ignore[no-untyped-def]
                         aws_secret_access_key="x")
 
 
+@pytest.fixture
+def ec2():  # type: ignore[no-untyped-def]
+    return boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x")
+
+
+def described(*instances: tuple[str, bool]) -> dict[str, Any]:
+    """A describe_instances answer: (id, is spot) each."""
+    return {"Reservations": [{"ReservationId": "r-1", "Instances": [
+        {"InstanceId": iid, **({"InstanceLifecycle": "spot"} if spot else {})}
+        for iid, spot in instances]}]}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -224,16 +237,19 @@ def test_the_controller_ticks_on_through_a_failing_update(client) -> None:  # ty
     assert (ctl.ticks, p.fleet_errors, p.on_demand_base) == (2, 1, 1)
 
 
-def test_a_worker_with_a_notice_is_draining_not_routed_and_logged_once(client, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_with_a_notice_is_draining_not_routed_and_logged_once(client, ec2, caplog) -> None:  # type: ignore[no-untyped-def]
     registry = MemoryRegistry()
     registry.heartbeat(WorkerInfo("i-od", "http://10.0.0.1:8101"))
     registry.heartbeat(WorkerInfo("i-spot", "http://10.0.0.2:8101"))
     noticed: list[str] = []
     p = AutoScalingProvisioner(GROUP, registry=registry, client=client, spot_enabled=True,
-                               on_notice=noticed.append)
+                               on_notice=noticed.append, ec2_client=ec2)
     caplog.set_level(logging.WARNING)
     members = [instance("i-od"), instance("i-spot"), instance("i-new", "Pending")]
-    with Stubber(client) as stub:
+    with Stubber(client) as stub, Stubber(ec2) as ec2_stub:
+        ec2_stub.add_response("describe_instances", described(
+            ("i-new", True), ("i-od", False), ("i-spot", True)),
+            {"InstanceIds": ["i-new", "i-od", "i-spot"]})
         for _ in range(4):
             stub.add_response("describe_auto_scaling_groups", group(3, members, base=1))
         p.poll()
@@ -268,3 +284,47 @@ def test_a_follower_skips_draining_workers_too(client) -> None:  # type: ignore[
         p.refresh_workers()
         stub.assert_no_pending_responses()
     assert [w.worker_id for w in p.ready_workers()] == ["i-a"]
+
+
+def test_each_instance_market_is_asked_of_ec2_once_and_a_failure_is_retried(
+        client, ec2, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The cost meter bills spot at the spot price only if it knows which instances are spot:
+    EC2's InstanceLifecycle, asked once per new instance; until every live one is known, the
+    spot count falls back on the group's rule."""
+    errors: list[str] = []
+    p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client,
+                               spot_enabled=True, ec2_client=ec2, on_fleet_error=errors.append)
+    caplog.set_level(logging.WARNING)
+    two = [instance("i-a"), instance("i-b", "Pending")]
+    three = [*two, instance("i-c", "Pending")]
+    with Stubber(client) as stub, Stubber(ec2) as ec2_stub:
+        stub.add_response("describe_auto_scaling_groups", group(2, two, base=0))
+        ec2_stub.add_client_error("describe_instances", service_error_code="UnauthorizedOperation",
+                                  http_status_code=403)
+        p.poll()
+        assert (p.spot_ids, p.spot_vms, errors) == (frozenset(), 2, ["describe_instances"])
+        # asked again; i-a turns out on-demand although the rule would call it spot
+        stub.add_response("describe_auto_scaling_groups", group(2, two, base=0))
+        ec2_stub.add_response("describe_instances", described(("i-a", False), ("i-b", True)),
+                              {"InstanceIds": ["i-a", "i-b"]})
+        p.poll()
+        assert (p.spot_ids, p.spot_vms) == (frozenset({"i-b"}), 1)
+        # only the new instance is asked about; a known one is never asked again
+        stub.add_response("describe_auto_scaling_groups", group(3, three, base=0))
+        ec2_stub.add_response("describe_instances", described(("i-c", True)),
+                              {"InstanceIds": ["i-c"]})
+        p.poll()
+        stub.add_response("describe_auto_scaling_groups", group(3, three, base=0))
+        p.poll()
+        stub.assert_no_pending_responses()
+        ec2_stub.assert_no_pending_responses()
+    assert (p.spot_ids, p.spot_vms, p.fleet_errors) == (frozenset({"i-b", "i-c"}), 2, 1)
+    assert "cannot read the market" in caplog.text
+
+
+def test_with_spot_off_ec2_is_never_asked(client) -> None:  # type: ignore[no-untyped-def]
+    p = AutoScalingProvisioner(GROUP, registry=MemoryRegistry(), client=client)
+    with Stubber(client) as stub:
+        stub.add_response("describe_auto_scaling_groups", group(1, [instance("i-a")], base=None))
+        p.poll()
+    assert (p.ec2, p.spot_ids, p.spot_vms) == (None, frozenset(), 0)

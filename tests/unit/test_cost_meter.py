@@ -70,3 +70,27 @@ def test_init_is_not_billed_where_the_platform_says_so() -> None:
     meter = CostMeter(PLATFORM.vm, sls)
     meter.on_serverless(0.1, init_s=0.9)
     assert meter.serverless_usd == pytest.approx(invocation_cost_usd(0.1, sls))
+
+
+def test_spot_vms_are_billed_at_the_spot_price_for_their_whole_life() -> None:
+    """A VM the provisioner names spot, even a tick after it appeared, is billed at the spot
+    price from its launch; the others at the on-demand price; EC2's minimum for both."""
+    spot_price = PLATFORM.spot.price_per_s_usd
+    meter = CostMeter(PLATFORM.vm, PLATFORM.serverless, spot_price_per_s_usd=spot_price)
+    meter.on_fleet({"od": R, "s1": B}, now_s=0.0)  # s1's market not known yet
+    meter.on_fleet({"od": R, "s1": R}, now_s=10.0, spot_ids={"s1"})
+    meter.on_fleet({"od": R, "s1": D, "s2": B}, now_s=500.0, spot_ids={"s1", "s2"})
+    meter.on_fleet({"od": R, "s2": R}, now_s=620.0, spot_ids={"s2"})  # s1 reclaimed
+    meter.on_fleet({"od": R, "s3": B}, now_s=700.0, spot_ids={"s3"})  # s2 gone, s3 lives 5 s
+    meter.on_fleet({"od": R}, now_s=705.0)
+    od_s, spot_s = 1000.0, 620.0 + 200.0 + PLATFORM.vm.min_billing_s
+    assert meter.vm_billed_s(1000.0) == pytest.approx(od_s + spot_s)
+    assert meter.vm_cost_usd(1000.0) == pytest.approx(
+        od_s * PLATFORM.vm.price_per_s_usd + spot_s * spot_price)
+    assert spot_price < PLATFORM.vm.price_per_s_usd  # the point: not billed as on-demand
+
+
+def test_without_spot_capacity_every_vm_is_on_demand() -> None:
+    meter = CostMeter(PLATFORM.vm, PLATFORM.serverless)  # spot off: ids named spot ignored
+    meter.on_fleet({"a": R}, now_s=0.0, spot_ids={"a"})
+    assert meter.vm_cost_usd(100.0) == pytest.approx(100.0 * PLATFORM.vm.price_per_s_usd)

@@ -75,12 +75,20 @@ class AutoScalingProvisioner:
                  mix_retry_s: float = 60.0,
                  on_notice: Callable[[str], None] = lambda worker_id: None,
                  on_fleet_error: Callable[[str], None] = lambda op: None,
+                 ec2_client: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if client is None:
             import boto3
 
             client = boto3.client("autoscaling", region_name=region)
+        if ec2_client is None and spot_enabled:
+            import boto3
+
+            # the group's region: a client given without `region` (tests, callers) names it
+            ec2_client = boto3.client("ec2", region_name=region or client.meta.region_name)
         self.client = client
+        self.ec2 = ec2_client
+        self._is_spot: dict[str, bool] = {}  # market of each instance seen, by id (never changes)
         self.group = group
         self.registry = registry
         self.max_vms = max_vms
@@ -129,6 +137,7 @@ class AutoScalingProvisioner:
             self._log.failure("registry read", "worker registry unreadable; routing keeps the "
                               "last known workers still InService", level=logging.WARNING)
         self._read_distribution(group)
+        self._learn_markets({i["InstanceId"] for i in self._instances})
         self._ready = [w for w in routable(registered) if w.worker_id in in_service]
         self._see_notices({w.worker_id for w in registered if w.draining},
                           {i["InstanceId"] for i in self._instances})
@@ -143,6 +152,33 @@ class AutoScalingProvisioner:
             return
         self.on_demand_base = int(dist.get("OnDemandBaseCapacity", 0))
         self.on_demand_percent = int(dist.get("OnDemandPercentageAboveBaseCapacity", 100))
+
+    def _learn_markets(self, members: set[str]) -> None:
+        """Ask EC2 once per new instance whether it is spot (`InstanceLifecycle`), so the cost
+        meter bills it at the spot price and `spot_vms` counts it exactly. A failed call is
+        logged and counted; the instances are asked about again at the next poll."""
+        self._is_spot = {iid: spot for iid, spot in self._is_spot.items() if iid in members}
+        new = sorted(members - set(self._is_spot))
+        if not self.spot_enabled or self.ec2 is None or not new:
+            return
+        try:
+            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=new)
+            seen = {inst["InstanceId"]: inst.get("InstanceLifecycle") == "spot"
+                    for page in pages for res in page.get("Reservations", [])
+                    for inst in res.get("Instances", [])}
+        except Exception:  # ClientError, a timeout: the fleet's size must not wait on it
+            self.fleet_errors += 1
+            self.on_fleet_error("describe_instances")
+            self._log.failure("describe instances", "cannot read the market (spot or "
+                              "on-demand) of %d new instance(s) of %s; asked again next poll",
+                              len(new), self.group, level=logging.WARNING)
+            return
+        self._is_spot.update(seen)
+
+    @property
+    def spot_ids(self) -> frozenset[str]:
+        """The group's instances EC2 says are spot (see `_learn_markets`)."""
+        return frozenset(iid for iid, spot in self._is_spot.items() if spot)
 
     def _see_notices(self, marked: set[str], members: set[str]) -> None:
         """One log line and one `on_notice` per worker that turned draining. An instance stays
@@ -253,14 +289,17 @@ class AutoScalingProvisioner:
 
     @property
     def spot_vms(self) -> int:
-        """Instances that are spot, by the group's own rule (the first `OnDemandBaseCapacity`
-        on-demand, all above it spot at 0 %), as of the last poll: exact once the group has
-        converged to its distribution, which it does by replacing instances."""
+        """Booting or ready instances that are spot: as EC2 says once every one's market is
+        known, else by the group's own rule (the first `OnDemandBaseCapacity` on-demand, all
+        above it spot at 0 %), which is exact once the group has converged to its
+        distribution, as it does by replacing instances."""
+        alive = [i["InstanceId"] for i in self._instances
+                 if STATE_OF.get(i["LifecycleState"]) in (VMState.BOOTING, VMState.READY)]
+        if self.spot_enabled and all(iid in self._is_spot for iid in alive):
+            return sum(self._is_spot[iid] for iid in alive)
         if self.on_demand_base is None or self.on_demand_percent != 0:
             return 0
-        alive = sum(1 for i in self._instances
-                    if STATE_OF.get(i["LifecycleState"]) in (VMState.BOOTING, VMState.READY))
-        return max(0, alive - self.on_demand_base)
+        return max(0, len(alive) - self.on_demand_base)
 
     def protect_busy(self) -> None:
         """Protect instances with requests in flight from scale-in; unprotect the rest."""
