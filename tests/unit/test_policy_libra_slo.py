@@ -98,6 +98,15 @@ def test_projection_follows_a_rise_and_at_most_doubles_the_level() -> None:
     assert slo_steps.projected_rate(fall, 120.0) == pytest.approx(sum(fall[-10:]) / 10)
 
 
+def test_projection_extrapolates_only_above_the_historys_highest_level() -> None:
+    swing = [1000] * 60 + [4000] * 60 + [1000] * 60  # the history has been at 4,000 before
+    ramp = [1000 + 50 * t for t in range(60)]  # back up to 3,950 within a minute
+    level = sum(ramp[-10:]) / 10
+    assert slo_steps.projected_rate(swing + ramp, 120.0) == level
+    assert slo_steps.projected_rate([1000] * 180 + ramp, 120.0) == pytest.approx(
+        min(level + 50 * 120.0, 2 * level))
+
+
 def test_projection_ignores_a_rise_inside_the_per_second_noise() -> None:
     # seconds alternating 2,000 and 18,000 (a x50-scaled trace): 10 s means move by
     # thousands without any trend

@@ -104,10 +104,12 @@ def throttle_floor_vms(rates: Sequence[float], serverless_rps: float, capacity_r
 
 def projected_rate(counts: Sequence[float], lead_s: float) -> float | None:
     """Where the per-second rate is heading `lead_s` from now, for a flash crowd: the last 10 s's
-    mean, plus the rise since 30 s before (10 s means) when that rise stands out of the
-    per-second noise (more than 3 standard errors of the difference of two 10 s means, from the
-    last 40 s's spread), never more than twice that mean (one reaction at most doubles it; the
-    next tick reacts again if the rise goes on). None with fewer than 40 s of counts."""
+    mean, plus the rise since 30 s before (10 s means) when the rise is a flash crowd's: it
+    stands out of the per-second noise (more than 3 standard errors of the difference of two
+    10 s means, from the last 40 s's spread) and takes the rate above any 10 s mean of the
+    history before (a swing the history has already shown is the throttle floor's business);
+    never more than twice that mean (one reaction at most doubles it; the next tick reacts again
+    if the rise goes on). None with fewer than 40 s of counts."""
     if len(counts) < 40:
         return None
     recent = counts[-40:]
@@ -119,4 +121,9 @@ def projected_rate(counts: Sequence[float], lead_s: float) -> float | None:
     spread = math.sqrt(sum((x - mean) ** 2 for x in recent) / 39.0)
     if rise <= 3.0 * spread * math.sqrt(2.0 / 10.0):
         return level
+    if len(counts) >= 20:
+        sums = np.cumsum(np.asarray(counts[:-10], dtype=np.float64))
+        highest = max(float(sums[9]), float((sums[10:] - sums[:-10]).max(initial=0.0))) / 10.0
+        if level <= highest:
+            return level
     return min(level + rise / 30.0 * lead_s, 2.0 * level)
