@@ -81,6 +81,7 @@ else
 fi
 work=$(mktemp -d /tmp/libra-images.XXXXXX)
 aliases=()  # stand-ins tagged with an official name for a --rev build; untagged on exit
+# shellcheck disable=SC2329  # run by the trap below
 cleanup() {
     for alias in "${aliases[@]}"; do "$BUILDER" untag "${alias#*=}" "${alias%%=*}" || true; done
     for c in "${containers[@]}"; do "$BUILDER" rm -f "$c" >/dev/null 2>&1 || true; done
@@ -149,9 +150,9 @@ fi
 stage_model() {  # stage_model IMAGE -> prints the folder to pass as --build-context model=
     local image=$1 out="$work/model-$1"
     local variants
-    variants=$(grep -o -- '--variant [a-z0-9]*' "$context/infra/docker/$image.Dockerfile" | cut -d' ' -f2)
+    mapfile -t variants < <(grep -o -- '--variant [a-z0-9]*' "$context/infra/docker/$image.Dockerfile" | cut -d' ' -f2)
     mkdir -p "$out/opt/libra/onnx"
-    python3 - "$model_dir" "$out/opt/libra/onnx" $variants <<'PY'
+    python3 - "$model_dir" "$out/opt/libra/onnx" "${variants[@]}" <<'PY'
 import hashlib, json, shutil, sys
 from pathlib import Path
 src, dst, variants = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
