@@ -655,10 +655,21 @@ SCENARIOS: dict[str, Callable[[Path], Awaitable[Row]]] = {
 }
 
 
+def refusals(row: Row) -> str:
+    """The codes of the 5xx and 503 answers, with counts ("503 over_capacity x 12")."""
+    counts: dict[str, int] = {}
+    for o in row.outcomes:
+        if o.status is not None and o.status >= 500:
+            key = f"{o.status} {o.code or '?'}"
+            counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} x {n}" for k, n in sorted(counts.items()))
+
+
 def markdown(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    notes = [f"- {r.scenario}: {r.note}" for r in rows if r.note]
+    notes = [f"- {r.scenario}: " + "; ".join(filter(None, [r.note, refusals(r)]))
+             for r in rows if r.note or refusals(r)]
     return "\n".join([*lines, *(["", *notes] if notes else [])]) + "\n"
 
 

@@ -174,9 +174,11 @@ class Router:
 
     def capacity_rps(self) -> float:
         """Requests per second this router's backends finish now, as measured: each ready
-        worker at its measured seconds per request, plus serverless (its concurrency cap over
-        the measured call time) when the decision sends work there; inf when serverless has no
-        known cap. The admission gate lets in capacity x SLA budget requests at once."""
+        worker at its measured seconds per request, plus serverless when the decision sends
+        work there: each warm instance at the measured call time, each instance the cap still
+        allows at a cold start plus a call (a burst meets cold instances: counting them warm
+        let in requests that then waited out their deadline); inf when serverless has no known
+        cap. The admission gate lets in capacity x SLA budget requests at once."""
         d = self.decision
         rps = 0.0
         if d.use_vms:
@@ -186,7 +188,9 @@ class Router:
             cap = self.serverless.capacity
             if cap <= 0:
                 return math.inf
-            rps += cap / max(self.serverless_call_s, 1e-6)
+            warm = min(cap, self.serverless.instances_alive)
+            call_s = max(self.serverless_call_s, 1e-6)
+            rps += warm / call_s + (cap - warm) / (call_s + self.serverless_cold_start_s)
         return rps
 
     def serverless_wait_s(self) -> float:

@@ -318,12 +318,16 @@ def test_the_work_limit_is_the_measured_capacity_times_the_sla_budget() -> None:
 def test_the_router_capacity_is_what_its_backends_finish_as_measured() -> None:
     clock = Clock()
     w2 = WorkerInfo("w2", "http://w2")
-    r = router(workers=(W1, w2), clock=clock, vm_service_s=0.05,
-               serverless=FakeServerless(capacity=4), serverless_service_s=0.2)
-    assert r.capacity_rps() == pytest.approx(2 / 0.05 + 4 / 0.2)  # priors: 40 + 20
+    sls = FakeServerless(capacity=4, instances_alive=1)
+    r = router(workers=(W1, w2), clock=clock, vm_service_s=0.05, serverless=sls,
+               serverless_service_s=0.2, serverless_cold_start_s=0.8)
+    # priors: 2 workers at 20/s; one warm instance at 5/s, three cold ones at 1/s each
+    assert r.capacity_rps() == pytest.approx(2 / 0.05 + 1 / 0.2 + 3 / 1.0)
     start = clock.now - 2.0
     for i in range(200):  # w1 measured at 10 ms a request, in the last 2 s
         r.estimate(W1).on_done(start + i * 0.01, start + (i + 1) * 0.01)
+    assert r.capacity_rps() == pytest.approx(100 + 20 + 8, rel=0.05)
+    sls.instances_alive = 4  # all warm now
     assert r.capacity_rps() == pytest.approx(100 + 20 + 20, rel=0.05)
     r.decision = Decision(1, "VMs only", spill_to_serverless=False)
     assert r.capacity_rps() == pytest.approx(100 + 20, rel=0.05)
