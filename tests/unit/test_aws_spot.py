@@ -327,4 +327,4 @@ def test_with_spot_off_ec2_is_never_asked(client) -> None:  # type: ignore[no-un
     with Stubber(client) as stub:
         stub.add_response("describe_auto_scaling_groups", group(1, [instance("i-a")], base=None))
         p.poll()
-    assert (p.ec2, p.spot_ids, p.spot_vms) == (None, frozenset(), 0)
+    assert (p.markets, p.spot_ids, p.spot_vms) == (None, frozenset(), 0)

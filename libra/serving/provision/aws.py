@@ -52,6 +52,7 @@ from typing import Any
 
 from libra.core.lifecycle import VMState
 from libra.serving.logs import RateLimitedLog
+from libra.serving.provision.instance_markets import InstanceMarkets
 from libra.serving.state.redis_link import RedisUnavailableError
 from libra.serving.state.registry import WorkerInfo, WorkerRegistry, routable
 
@@ -81,14 +82,10 @@ class AutoScalingProvisioner:
             import boto3
 
             client = boto3.client("autoscaling", region_name=region)
-        if ec2_client is None and spot_enabled:
-            import boto3
-
-            # the group's region: a client given without `region` (tests, callers) names it
-            ec2_client = boto3.client("ec2", region_name=region or client.meta.region_name)
         self.client = client
-        self.ec2 = ec2_client
-        self._is_spot: dict[str, bool] = {}  # market of each instance seen, by id (never changes)
+        # the group's region: a client given without `region` (tests, callers) names it
+        self.markets = InstanceMarkets(ec2_client, region=region or client.meta.region_name) \
+            if spot_enabled else None
         self.group = group
         self.registry = registry
         self.max_vms = max_vms
@@ -154,31 +151,24 @@ class AutoScalingProvisioner:
         self.on_demand_percent = int(dist.get("OnDemandPercentageAboveBaseCapacity", 100))
 
     def _learn_markets(self, members: set[str]) -> None:
-        """Ask EC2 once per new instance whether it is spot (`InstanceLifecycle`), so the cost
-        meter bills it at the spot price and `spot_vms` counts it exactly. A failed call is
-        logged and counted; the instances are asked about again at the next poll."""
-        self._is_spot = {iid: spot for iid, spot in self._is_spot.items() if iid in members}
-        new = sorted(members - set(self._is_spot))
-        if not self.spot_enabled or self.ec2 is None or not new:
+        """Which instances are spot (`InstanceMarkets`), so the cost meter bills them at the
+        spot price and `spot_vms` counts them exactly. A failed call is logged and counted;
+        the instances are asked about again at the next poll."""
+        if self.markets is None:
             return
         try:
-            pages = self.ec2.get_paginator("describe_instances").paginate(InstanceIds=new)
-            seen = {inst["InstanceId"]: inst.get("InstanceLifecycle") == "spot"
-                    for page in pages for res in page.get("Reservations", [])
-                    for inst in res.get("Instances", [])}
+            self.markets.learn(members)
         except Exception:  # ClientError, a timeout: the fleet's size must not wait on it
             self.fleet_errors += 1
             self.on_fleet_error("describe_instances")
             self._log.failure("describe instances", "cannot read the market (spot or "
-                              "on-demand) of %d new instance(s) of %s; asked again next poll",
-                              len(new), self.group, level=logging.WARNING)
-            return
-        self._is_spot.update(seen)
+                              "on-demand) of new instances of %s; asked again next poll",
+                              self.group, level=logging.WARNING)
 
     @property
     def spot_ids(self) -> frozenset[str]:
         """The group's instances EC2 says are spot (see `_learn_markets`)."""
-        return frozenset(iid for iid, spot in self._is_spot.items() if spot)
+        return frozenset() if self.markets is None else self.markets.spot_ids
 
     def _see_notices(self, marked: set[str], members: set[str]) -> None:
         """One log line and one `on_notice` per worker that turned draining. An instance stays
@@ -295,8 +285,9 @@ class AutoScalingProvisioner:
         distribution, as it does by replacing instances."""
         alive = [i["InstanceId"] for i in self._instances
                  if STATE_OF.get(i["LifecycleState"]) in (VMState.BOOTING, VMState.READY)]
-        if self.spot_enabled and all(iid in self._is_spot for iid in alive):
-            return sum(self._is_spot[iid] for iid in alive)
+        markets = self.markets
+        if markets is not None and all(markets.known(iid) for iid in alive):
+            return sum(markets.is_spot(iid) for iid in alive)
         if self.on_demand_base is None or self.on_demand_percent != 0:
             return 0
         return max(0, len(alive) - self.on_demand_base)
