@@ -6,7 +6,8 @@ boto3 calls in the modules each role runs (botocore's own service models name th
 the environment variables from `Settings` and the handlers' `os.environ` reads, the command-line
 flags from the CLIs' `--help`. `terraform fmt` and `terraform test` (a mocked AWS provider:
 offline, nothing created) run where terraform and the AWS provider are installed, and skip,
-saying so, elsewhere. Images cannot be built here (no Docker engine, no registry access), so the
+saying so, elsewhere. Building the images needs root, podman and minutes
+(`infra/images/build.sh`, docs/benchmarks.md "Images"), too much for every test run, so here the
 Dockerfiles are parsed, not built.
 """
 
