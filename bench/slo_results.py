@@ -129,7 +129,7 @@ def checks(rows: list[dict[str, Any]]) -> list[str]:
                 and r["policy"] not in OURS]
         fewer = [r["policy"] for r in near if r["sla_violations"] < best["sla_violations"]]
         others = ", ".join(r["policy"] for r in met) or "none"
-        out.append(("ok" if not fewer else "NOT met") +
+        out.append(("fallback ok" if not fewer else "NOT met") +
                    f": none of ours meets it (met by: {others}); {best['policy']} "
                    f"{best['sla_violations']:,} violations" +
                    (f"; fewer within 1.2x its cost: {', '.join(fewer)}" if fewer else
@@ -182,7 +182,7 @@ def main() -> None:
                     if r["policy"] in OURS and group in ("step", "wits50"):
                         pct = 100.0 * r["serverless_throttled"] / r["requests"]
                         verdicts.append(("ok" if pct < 0.05 and r["slo_met"] else "NOT met") +
-                                        f": {r['policy']} throttled {pct:.4f}% (< 0.05%), "
+                                        f": {r['policy']} throttled {pct:.4f}% (target < 0.05%), "
                                         f"SLO {'met' if r['slo_met'] else 'not met'}")
                 for v in verdicts:
                     print(f"- {v}")
