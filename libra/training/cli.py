@@ -11,6 +11,8 @@
     python -m libra.training.cli build
     python -m libra.training.cli eval-onnx artifacts/onnx
     python -m libra.training.cli calibrate artifacts/onnx --check int8
+    python -m libra.training.cli text-transfer --sweep --base artifacts/drkf-725d9702258a.pt
+    python -m libra.training.cli train-text --base artifacts/drkf-725d9702258a.pt
 """
 
 from __future__ import annotations
