@@ -261,11 +261,13 @@ class LocalServerlessPool:
             line = await asyncio.wait_for(instance.proc.stdout.readline(),
                                           self.config.invoke_timeout_s)
         except (TimeoutError, ConnectionError) as exc:
-            instance.proc.kill()
+            self._discard(instance)
             raise ServerlessError("timeout" if isinstance(exc, TimeoutError) else "crashed",
                                   f"instance gave no answer ({type(exc).__name__})") from None
         if not line:
-            raise ServerlessError("crashed", f"instance exited (code {instance.proc.returncode})")
+            code = instance.proc.returncode
+            self._discard(instance)
+            raise ServerlessError("crashed", f"instance exited (code {code})")
         answer = json.loads(line)
         if "errorType" in answer:
             raise ServerlessError("function_error",
@@ -273,8 +275,18 @@ class LocalServerlessPool:
         instance.served += 1
         return dict(answer)
 
+    @staticmethod
+    def _discard(instance: Instance) -> None:
+        """An instance that failed under a call is never handed out again: its end of the pipe
+        may be closed before the process is reaped (`returncode` still None), and a retry that
+        took it would fail at once as the first call did."""
+        instance.state = FunctionState.REAPED
+        with contextlib.suppress(ProcessLookupError):
+            instance.proc.kill()
+
     async def _release(self, instance: Instance) -> None:
         freed = self._condition()
+        gone = False
         async with freed:
             if instance.proc.returncode is None and instance.state == FunctionState.WARM:
                 instance.state = FunctionState.IDLE
@@ -283,7 +295,10 @@ class LocalServerlessPool:
                 instance.state = FunctionState.REAPED
                 if instance in self.instances:
                     self.instances.remove(instance)
+                    gone = True
             freed.notify()
+        if gone:
+            await self._stop(instance)  # reaped, its pipes closed: no zombie left behind
 
     async def _reap_loop(self) -> None:
         while True:
