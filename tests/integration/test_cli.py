@@ -171,6 +171,10 @@ def test_json_has_meta_and_every_request_and_dollar_accounted_for(
     assert serverless["vm_cost_usd"] == 0
 
 
+NOT_STATED = {"slo", "slo_met"}
+"""Row fields that are None (empty in CSV) when the run states no SLO."""
+
+
 def test_csv_has_the_same_numbers_as_json(half_hour_json: dict[str, Any]) -> None:
     out = ok(cli("--trace", str(SAMPLE), "--end-s", "1800", "--csv")).stdout
 
@@ -180,8 +184,10 @@ def test_csv_has_the_same_numbers_as_json(half_hour_json: dict[str, Any]) -> Non
     for row, expected in zip(rows, half_hour_json["results"], strict=True):
         assert list(row) == list(expected)
         for key, value in expected.items():
-            if value is None:  # NaN: null in JSON, nan in CSV
-                assert row[key] == "nan", key
+            if value is None:  # null in JSON: a NaN (nan in CSV) or a field not stated (empty)
+                assert row[key] == ("" if key in NOT_STATED else "nan"), key
+            elif isinstance(value, bool):  # bool("False") is True: compare the text
+                assert row[key] == str(value), key
             elif isinstance(value, str):
                 assert row[key] == value, key
             else:
@@ -576,3 +582,13 @@ def test_make_trace_rewrites_the_shipped_sample_byte_for_byte(tmp_path: Path) ->
     other = tmp_path / "seed8.csv"
     ok(cli("make-trace", "--out", str(other), "--seed", "8"))
     assert other.read_bytes() != SAMPLE.read_bytes()
+
+
+def test_csv_and_json_agree_on_a_stated_slo() -> None:
+    args = (*SHORT, "--policies", "libra,vm-static", "--slo", "0.999")
+    rows = list(csv.DictReader(io.StringIO(ok(cli(*args, "--csv")).stdout)))
+    results = json.loads(ok(cli(*args, "--json")).stdout)["results"]
+    assert [(r["slo"], r["slo_met"]) for r in rows] == \
+        [(str(r["slo"]), str(r["slo_met"])) for r in results]
+    assert {r["slo"] for r in results} == {0.999}
+    assert all(isinstance(r["slo_met"], bool) for r in results)
