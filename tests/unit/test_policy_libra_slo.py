@@ -23,7 +23,7 @@ from simulator.config import SimConfig
 from simulator.runner import run_policies
 from simulator.tracegen import synthetic_diurnal, synthetic_step, write_per_second
 from simulator.traces import open_trace
-from tests.unit.test_simulator_quiet import _effect, _replay
+from tests.unit.test_simulator_quiet import _replay, assert_decides_as_in_force
 
 pytestmark = pytest.mark.unit
 
@@ -289,14 +289,7 @@ def test_with_an_slo_sleeping_decides_and_ends_as_every_tick_does(
     assert slept_sim.ticks + slept_sim.ticks_skipped == every_sim.ticks
     if case != "flash":
         assert slept_sim.ticks_skipped > 0  # it did sleep: the comparison is not vacuous
-    in_force = iter(slept.decisions)
-    _, current = next(in_force)
-    upcoming = next(in_force, None)
-    for t_s, decision in every.decisions:
-        while upcoming is not None and upcoming[0] <= t_s:
-            _, current = upcoming
-            upcoming = next(in_force, None)
-        assert _effect(current) == _effect(decision), (t_s, current, decision)
+    assert_decides_as_in_force(every.decisions, slept.decisions)
     if case == "flash":
         assert any(d.reason.startswith("flash crowd") for _, d in every.decisions)
     rows = {}

@@ -10,6 +10,7 @@ import dataclasses
 import heapq
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -103,6 +104,20 @@ def _effect(decision: Decision) -> tuple[object, ...]:
             decision.spill_to_serverless, decision.use_vms, decision.serverless_warm)
 
 
+def assert_decides_as_in_force(every: Iterable[tuple[float, Decision]],
+                               slept: Iterable[tuple[float, Decision]]) -> None:
+    """Each decision of the tick-by-tick run has the effect of the sleeping run's decision in
+    force at that tick (the last one made at or before it)."""
+    in_force = iter(slept)
+    current_t, current = next(in_force)
+    upcoming = next(in_force, None)
+    for t_s, decision in every:
+        while upcoming is not None and upcoming[0] <= t_s:
+            current_t, current = upcoming
+            upcoming = next(in_force, None)
+        assert _effect(current) == _effect(decision), (t_s, current_t, current, decision)
+
+
 def _replay(name: str, stream: Any, cfg: SimConfig, params: dict[str, Any],
             skip: bool) -> tuple[Recording, Simulation]:
     policy = build_policy(name, stream, cfg, params.get(name))
@@ -125,14 +140,7 @@ def test_every_tick_decides_as_the_decision_in_force_while_sleeping(
     assert every_sim.ticks_skipped == 0
     assert slept_sim.ticks + slept_sim.ticks_skipped == every_sim.ticks
     assert slept_sim.ticks_skipped > 0  # it did sleep: the comparison is not vacuous
-    in_force = iter(slept.decisions)
-    current_t, current = next(in_force)
-    upcoming = next(in_force, None)
-    for t_s, decision in every.decisions:
-        while upcoming is not None and upcoming[0] <= t_s:
-            current_t, current = upcoming
-            upcoming = next(in_force, None)
-        assert _effect(current) == _effect(decision), (t_s, current_t, current, decision)
+    assert_decides_as_in_force(every.decisions, slept.decisions)
     assert dataclasses.asdict(summarise(name, slept_sim)) == \
         dataclasses.asdict(summarise(name, every_sim))
 
